@@ -1,0 +1,153 @@
+"""The storage backend contract.
+
+A backend stores *copies*: ``ROOT/PREFIX/PATH`` for every object of one run of a
+backup task. The core drives it through one copy at a time::
+
+    backend.open()
+    backend.clean_leftovers()          # what crashed runs left behind
+    backend.begin(prefix)              # raises PrefixExists if already there
+    sink = backend.sink(path, alloc)   # one per object, and for the manifest
+    ...                                # the core writes, then sink.close()
+    backend.commit()                   # the copy becomes complete in one step
+    # or, on any failure:  backend.rollback()
+    backend.list_copies(); backend.delete_copy(prefix)   # rotation
+    backend.close()
+
+Policy lives in the core, written once for every backend: the manifest and
+SHA256SUMS files, hashing, scheduling and rotation. A backend only moves bytes
+and lists what it holds. A copy is *complete* exactly when its manifest
+(:data:`palhm_core.manifest.MANIFEST_NAME`) is present; a backend must make the
+manifest visible last and never list a copy that is still being written as
+complete. Anything in the backend's root that PALHM did not make must be left
+alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import IO, Any, ClassVar
+
+from palhm_core.errors import BackendError
+
+
+class PrefixExists(BackendError):
+    """:meth:`Backend.begin` was given a PREFIX the backend already holds."""
+
+
+@dataclass(frozen=True)
+class CopyInfo:
+    """One copy as listed by a backend.
+
+    :param prefix: the copy's PREFIX.
+    :param complete: its manifest is present.
+    :param size: bytes stored for the copy, manifest included.
+    :param objects: number of objects, from the manifest (``None`` when unknown).
+    :param manifest: the parsed manifest, when the backend read it anyway.
+    """
+
+    prefix: str
+    complete: bool
+    size: int
+    objects: int | None = None
+    manifest: dict[str, Any] | None = None
+
+
+class Sink:
+    """Where one object's bytes go. The core calls :meth:`write` with the
+    pipeline's output in order, then :meth:`close` on success or :meth:`abort`
+    on failure (after which the backend's :meth:`Backend.rollback` follows)."""
+
+    def fileno(self) -> int | None:
+        """A file descriptor of a regular file opened for reading and writing,
+        positioned at its start, if the last process of the pipeline may write
+        into it directly; the core then hashes the file as it grows instead of
+        calling :meth:`write`. ``None`` (the default) to receive the bytes."""
+        return None
+
+    def write(self, data: memoryview) -> None:
+        """Store the next bytes of the object. ``data`` is only valid during the
+        call: copy it if it must be kept."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """All bytes are written: make them durable."""
+
+    def abort(self) -> None:
+        """The object failed: release resources; rollback removes the rest."""
+
+
+class Backend:
+    """Base class of backends. Subclasses set ``name``, ``description`` and
+    ``schema`` (see :func:`palhm_core.hookspecs.palhm_backends`)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    schema: ClassVar[dict[str, Any]] = {"properties": {}}
+
+    def __init__(self, params: dict[str, Any], place) -> None:
+        """Check ``params`` (the task's ``backend-param``, already valid
+        against ``schema``) without touching the storage; raise
+        ``(place / key).error("problem")`` for a bad value."""
+        self.params = params
+
+    def describe(self) -> str:
+        """Where this backend stores copies, for messages (``/srv/backup``,
+        ``s3://bucket/root``)."""
+        return self.name
+
+    def open(self) -> None:
+        """Connect and check that the root is usable. Import heavy libraries
+        here, not at module import."""
+
+    def close(self) -> None:
+        """Release connections. Called after every :meth:`open`."""
+
+    def list_copies(self) -> list[CopyInfo]:
+        """Every copy under the root, complete or not, in any order.
+        Leftovers of crashed runs that :meth:`clean_leftovers` removes are not
+        copies and are not listed."""
+        return []
+
+    def clean_leftovers(self) -> list[str]:
+        """Remove what runs that crashed or were killed left behind (staging
+        directories, partial objects, unfinished multipart uploads) and that
+        no running PALHM still uses. Never touch a complete copy.
+
+        :returns: a description of each thing removed, for the log.
+        """
+        return []
+
+    def begin(self, prefix: str) -> None:
+        """Start a new copy named ``prefix``.
+
+        :raises PrefixExists: the backend already holds something named so.
+        """
+
+    def sink(self, path: str, alloc_size: int | None) -> Sink:
+        """Open the sink for object ``path`` of the copy being made. ``path``
+        is relative, ``/``-separated and already checked by the core: no
+        empty, ``.`` or ``..`` component. ``alloc_size`` is the configured size
+        hint in bytes, or ``None``."""
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        """Every object and the manifest are written: make the copy complete.
+        After this returns the copy must survive a power cut."""
+
+    def rollback(self) -> None:
+        """Remove everything of the copy being made. Must work at any point
+        after :meth:`begin`, including after a partial :meth:`commit`, and must
+        not raise for things already gone."""
+
+    def delete_copy(self, prefix: str) -> None:
+        """Delete a complete copy (rotation)."""
+        raise NotImplementedError
+
+    def open_object(self, prefix: str, path: str) -> IO[bytes]:
+        """Open ``ROOT/prefix/path`` for streamed reading (verify, cat and the
+        manifest). Reads must be bounded in memory whatever the object's
+        size.
+
+        :raises FileNotFoundError: no such object.
+        """
+        raise NotImplementedError

@@ -1,0 +1,303 @@
+"""The one JSON Schema every config file is validated against.
+
+The core's own keys are described here; each registered task type, backend,
+prefix generator and builtin contributes the schema of its parameters, so the
+schema always matches the plugins installed. Every file of an include tree is
+validated on its own, and every error is reported as ``FILE: path: problem``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from palhm_core.config.place import Place, format_path
+from palhm_core.config.values import DECIMAL_TYPES
+
+SCHEMA_ID = "https://palhm.invalid/schema/config.json"
+
+EXEC_KEYS = {
+    "argv": {
+        "type": "array",
+        "items": {"type": "string"},
+        "minItems": 1,
+        "description": "The argument vector; argv[0] is the program, run without a shell.",
+    },
+    "env": {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "description": "Variables added to the environment PALHM inherited.",
+    },
+    "ec": {
+        "type": "string",
+        "description": 'Accepted exit codes: "==0" (default), "<2", "<=2", ">1", ">=0" (any), '
+        '"0-1" (inclusive range) or a plain number.',
+    },
+    "vl-stderr": {
+        "type": "integer",
+        "description": "The process's stderr goes to PALHM's stderr when the verbosity is at "
+        "least this, else it is discarded. Default 1.",
+    },
+    "vl-stdout": {
+        "type": "integer",
+        "description": "The same for stdout, where stdout is not part of a pipeline. Default 3.",
+    },
+}
+
+STEP_SCHEMAS = {
+    "exec": {
+        "description": "Run an exec definition by id.",
+        "properties": {
+            "exec-id": {"type": "string", "description": "The id of an exec definition."},
+        },
+        "required": ["exec-id"],
+    },
+    "exec-append": {
+        "description": "Run an exec definition with arguments appended and variables added.",
+        "properties": {
+            "exec-id": {"type": "string", "description": "The id of an exec definition."},
+            "argv": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Arguments appended to the definition's argv.",
+            },
+            "env": EXEC_KEYS["env"],
+        },
+        "required": ["exec-id"],
+    },
+    "exec-inline": {
+        "description": "Run a complete exec definition written in place.",
+        "properties": EXEC_KEYS,
+        "required": ["argv"],
+    },
+    "task": {
+        "description": "Run another task (routine tasks only).",
+        "properties": {"task-id": {"type": "string", "description": "The id of the task to run."}},
+        "required": ["task-id"],
+    },
+    "builtin": {
+        "description": "Call a builtin function (routine tasks only).",
+        "properties": {
+            "builtin-id": {"type": "string", "description": "The builtin's name (sigmask)."},
+            "param": {"description": "The builtin's parameter."},
+        },
+        "required": ["builtin-id"],
+    },
+}
+
+COMMON_BACKEND_KEYS = {
+    "nb-copy-limit": {
+        "type": DECIMAL_TYPES,
+        "description": "Keep at most this many complete copies; the oldest go first. A number "
+        'or a decimal string; "Infinity" (default) for no limit.',
+    },
+    "root-size-limit": {
+        "type": DECIMAL_TYPES,
+        "description": "Keep the complete copies' total size at most this many bytes, deleting "
+        'the oldest first (never the copy just made). "Infinity" (default) for no limit.',
+    },
+    "prefix": {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "description": "The prefix generator. Default iso8601."}
+        },
+        "description": "How copies are named: the prefix generator and its parameters.",
+    },
+}
+
+
+def _object(props: dict, required=(), description: str | None = None, extra=()) -> dict:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": dict(props),
+        "additionalProperties": False,
+    }
+    if required:
+        schema["required"] = list(required)
+    if description:
+        schema["description"] = description
+    for key in extra:
+        schema["properties"][key] = {}
+    return schema
+
+
+def _select(key: str, choices: dict[str, dict]) -> list[dict]:
+    """``if key == name then schema`` for each choice."""
+    return [
+        {
+            "if": {"properties": {key: {"const": name}}, "required": [key]},
+            "then": {"$ref": ref},
+        }
+        for name, ref in choices.items()
+    ]
+
+
+def _steps(types: list[str]) -> dict:
+    return {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"enum": types, "description": "The kind of step."}},
+            "allOf": _select("type", {t: f"#/$defs/step.{t}" for t in types}),
+        },
+    }
+
+
+def build_schema(plugins) -> dict[str, Any]:
+    """The config schema for the plugins loaded."""
+    regs = plugins.registries
+    defs: dict[str, Any] = {}
+    for name, step in STEP_SCHEMAS.items():
+        defs[f"step.{name}"] = _object(
+            {"type": {"const": name}, **step["properties"]},
+            step["required"],
+            step["description"],
+        )
+    defs["exec-definition"] = _object(
+        {"id": {"type": "string", "description": "The name steps refer to."}, **EXEC_KEYS},
+        ["id", "argv"],
+        "A command and how to run it.",
+    )
+    defs["pipeline"] = _steps(["exec", "exec-append", "exec-inline"]) | {
+        "minItems": 1,
+        "description": "Commands joined by pipes; the last one's output is the object.",
+    }
+    defs["routine"] = _steps(list(STEP_SCHEMAS)) | {"description": "Steps run in order."}
+    for name, reg in regs["prefix generator"].items():
+        cls = reg.cls
+        defs[f"prefix.{name}"] = _object(
+            {"type": {"const": name}, **cls.schema.get("properties", {})},
+            cls.schema.get("required", ()),
+            cls.description,
+        )
+    prefix_schema = dict(COMMON_BACKEND_KEYS["prefix"])
+    prefix_schema["allOf"] = _select(
+        "type", {n: f"#/$defs/prefix.{n}" for n in regs["prefix generator"]}
+    )
+    for name, reg in regs["backend"].items():
+        cls = reg.cls
+        props = {**COMMON_BACKEND_KEYS, "prefix": {"$ref": "#/$defs/prefix"}}
+        props.update(cls.schema.get("properties", {}))
+        defs[f"backend.{name}"] = _object(
+            props, cls.schema.get("required", ()), f"Parameters of the {name} backend."
+        )
+    defs["prefix"] = prefix_schema
+    for name, reg in regs["builtin"].items():
+        defs[f"builtin.{name}"] = {"description": reg.cls.description, **reg.cls.schema}
+    for name, reg in regs["task type"].items():
+        cls = reg.cls
+        props = {
+            "id": {"type": "string", "description": "The task's name, as `palhm run` takes it."},
+            "type": {"const": name, "description": "The task type."},
+            **cls.schema.get("properties", {}),
+        }
+        defs[f"task.{name}"] = _object(
+            props, ["id", "type", *cls.schema.get("required", ())], cls.description
+        )
+        if "backend-param" in props:  # a task storing copies: parameters per backend
+            defs[f"task.{name}"]["allOf"] = [
+                {
+                    "if": {"properties": {"backend": {"const": b}}, "required": ["backend"]},
+                    "then": {"properties": {"backend-param": {"$ref": f"#/$defs/backend.{b}"}}},
+                }
+                for b in regs["backend"]
+            ]
+    task = {
+        "type": "object",
+        "required": ["id", "type"],
+        "properties": {
+            "id": {"type": "string", "description": "The task's name."},
+            "type": {"type": "string", "description": "The task type: backup, routine, ..."},
+        },
+        "allOf": _select("type", {n: f"#/$defs/task.{n}" for n in regs["task type"]}),
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "PALHM configuration",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "include": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Config files merged into this one, in order; relative paths "
+                "resolve from this file's directory.",
+            },
+            "modules": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Plugins that must be installed (aws is an alias for s3).",
+            },
+            "nb-workers": {
+                "type": "integer",
+                "description": "Backup objects built at once: 0 = the CPUs this process may use, "
+                "negative = Python's default, positive = that many. Default 0.",
+            },
+            "vl": {
+                "type": "integer",
+                "description": "Verbosity: 0 critical, 1 error, 2 warning, 3 info (default), "
+                "4 and more debug.",
+            },
+            "execs": {
+                "type": "array",
+                "items": {"$ref": "#/$defs/exec-definition"},
+                "description": "Exec definitions that steps refer to by id.",
+            },
+            "tasks": {"type": "array", "items": task, "description": "The tasks."},
+            "boot-report": {
+                "type": "object",
+                "description": "Accepted for configs of the original PALHM; PALHM does not "
+                "send boot reports.",
+            },
+        },
+        "$defs": defs,
+    }
+
+
+def validate(schema: dict, doc: Any, file: str) -> list[str]:
+    """Every problem of ``doc`` as ``FILE: path: problem`` lines."""
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(schema)
+    lines = []
+    for err in validator.iter_errors(doc):
+        lines.extend(_describe(err, file))
+    return sorted(set(lines), key=lines.index)
+
+
+def _describe(err, file: str) -> list[str]:
+    if err.validator in ("allOf", "anyOf", "oneOf") and err.context:
+        return [line for sub in err.context for line in _describe(sub, file)]
+    parts = tuple(err.absolute_path)
+    if err.validator == "required":
+        missing = [k for k in err.validator_value if k not in err.instance]
+        return [str(Place(file, (*parts, k)).error("required")) for k in missing]
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = set(err.schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in allowed]
+        hint = ", ".join(sorted(allowed))
+        return [
+            str(Place(file, (*parts, k)).error(f"unknown key (expected one of: {hint})"))
+            for k in extra
+        ]
+    if err.validator == "type":
+        expected = err.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        problem = f"expected {expected}, got {_show(err.instance)}"
+    elif err.validator in ("const", "enum"):
+        choices = [err.validator_value] if err.validator == "const" else err.validator_value
+        problem = f"{_show(err.instance)} is not one of: {', '.join(map(str, choices))}"
+    else:
+        problem = err.message
+    return [f"{file}: {format_path(parts) or '(top level)'}: {problem}"]
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    kind = {dict: "object", list: "array", str: "string", bool: "boolean"}.get(type(value))
+    if value is None:
+        kind = "null"
+    return f"{kind} {text}" if kind in ("object", "array") else text

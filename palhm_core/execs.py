@@ -1,0 +1,123 @@
+"""Exec definitions and the steps that use them: ``exec``, ``exec-append``,
+``exec-inline``. An exec is an argv (never given to a shell), variables added
+to the inherited environment, the exit codes that count as success and the
+verbosity at which its stdout and stderr are shown."""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass, field
+
+from palhm_core.config.place import Place
+
+_EC = re.compile(r"^\s*(?:(<=|>=|==|<|>)?\s*(\d+)|(\d+)\s*-\s*(\d+))\s*$")
+_OPS = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+}
+
+
+@dataclass(frozen=True)
+class ExitCodes:
+    """Accepted exit codes, parsed from ``"==0"``, ``"<2"``, ``"0-1"``, ``"1"``..."""
+
+    text: str
+    low: int
+    high: int
+
+    @classmethod
+    def parse(cls, text: str, place: Place) -> ExitCodes:
+        m = _EC.match(text) if isinstance(text, str) else None
+        if not m:
+            raise place.error(
+                f'bad exit code range {text!r} (use "==0", "<2", ">=0", "0-1" or a number)'
+            )
+        op, n, low, high = m.groups()
+        if low is not None:
+            lo, hi = int(low), int(high)
+            if lo > hi:
+                raise place.error(f"bad exit code range {text!r}: {lo} is above {hi}")
+            return cls(text.strip(), lo, hi)
+        n = int(n)
+        op = op or "=="
+        # Exit codes are 0..255: turn the comparison into an inclusive range.
+        accepted = [c for c in range(256) if _OPS[op](c, n)]
+        if not accepted:
+            raise place.error(f"exit code range {text!r} accepts no exit code")
+        return cls(text.strip(), accepted[0], accepted[-1])
+
+    def __contains__(self, code: int) -> bool:
+        return self.low <= code <= self.high
+
+
+SUCCESS = ExitCodes("==0", 0, 0)
+
+
+@dataclass(frozen=True)
+class Exec:
+    """A command ready to run."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    ec: ExitCodes = SUCCESS
+    vl_stderr: int = 1
+    vl_stdout: int = 3
+    place: Place | None = field(default=None, compare=False)
+
+    def env_for_child(self) -> dict[str, str] | None:
+        """The child's environment: PALHM's own plus ``env``; None to inherit."""
+        if not self.env:
+            return None
+        import os
+
+        return {**os.environ, **self.env}
+
+    def shell_line(self) -> str:
+        """How a shell would write this command (for plans, never run)."""
+        import shlex
+
+        env = " ".join(f"{k}=<set>" for k in self.env)
+        return (env + " " if env else "") + shlex.join(self.argv)
+
+    @property
+    def label(self) -> str:
+        """The program's name, for messages."""
+        return self.argv[0].rsplit("/", 1)[-1]
+
+    @classmethod
+    def from_config(cls, conf: dict, place: Place) -> Exec:
+        ec = ExitCodes.parse(conf["ec"], place / "ec") if "ec" in conf else SUCCESS
+        return cls(
+            argv=tuple(conf["argv"]),
+            env=dict(conf.get("env", {})),
+            ec=ec,
+            vl_stderr=conf.get("vl-stderr", 1),
+            vl_stdout=conf.get("vl-stdout", 3),
+            place=place,
+        )
+
+
+def build_step_exec(step: dict, place: Place, execs: dict[str, Exec]) -> Exec:
+    """The Exec an ``exec``, ``exec-append`` or ``exec-inline`` step runs."""
+    kind = step["type"]
+    if kind == "exec-inline":
+        return Exec.from_config(step, place)
+    exec_id = step["exec-id"]
+    base = execs.get(exec_id)
+    if base is None:
+        known = ", ".join(sorted(execs)) or "none"
+        raise (place / "exec-id").error(f"unknown exec {exec_id!r}; defined: {known}")
+    if kind == "exec":
+        return base
+    return Exec(
+        argv=base.argv + tuple(step.get("argv", ())),
+        env={**base.env, **step.get("env", {})},
+        ec=base.ec,
+        vl_stderr=base.vl_stderr,
+        vl_stdout=base.vl_stdout,
+        place=place,
+    )

@@ -1,0 +1,107 @@
+"""Starting child processes so that none outlives PALHM.
+
+Every child is started in a session (and process group) of its own, so that
+PALHM, not the terminal, decides when it stops, and ending the group also ends
+whatever the child started. :class:`Children` keeps every group PALHM started;
+:meth:`Children.stop` ends them all (SIGTERM, then SIGKILL after a grace
+period) and refuses new ones, which is what rollback and signals use.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from palhm_core.errors import TaskError
+
+
+class Stopping(Exception):
+    """A child was about to start while PALHM is stopping."""
+
+
+class Children:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._live: set[subprocess.Popen] = set()
+        self.stopping = False
+
+    def spawn(self, argv, *, stdin, stdout, stderr, env=None, label=None) -> subprocess.Popen:
+        """Start ``argv`` (no shell) in a new process group."""
+        with self._lock:
+            if self.stopping:
+                raise Stopping()
+            try:
+                proc = subprocess.Popen(
+                    list(argv),
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=stderr,
+                    env=env,
+                    close_fds=True,
+                    start_new_session=True,
+                )
+            except OSError as e:
+                raise TaskError(f"cannot run {argv[0]!r}: {e.strerror or e}") from None
+            self._live.add(proc)
+        return proc
+
+    def wait(self, proc: subprocess.Popen) -> int:
+        """Wait for ``proc`` and forget it."""
+        rc = proc.wait()
+        self.forget(proc)
+        return rc
+
+    def forget(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._live.discard(proc)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """End every child's process group: SIGTERM, then SIGKILL after
+        ``grace`` seconds. No child starts afterwards."""
+        with self._lock:
+            self.stopping = True
+            procs = list(self._live)
+        end_groups(procs, grace)
+
+
+def end_groups(procs, grace: float = 5.0) -> None:
+    """SIGTERM the groups of ``procs``, SIGKILL what is left after ``grace``,
+    and reap the leaders."""
+    for proc in procs:
+        _killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for proc in procs:
+        _killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def kill_stragglers(procs) -> None:
+    """After a pipeline ended: kill what its stages left running in their
+    groups (a leader that exited may leave background children)."""
+    for proc in procs:
+        _killpg(proc.pid, signal.SIGKILL)
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def describe_status(rc: int) -> str:
+    """``exited with status 1`` / ``killed by SIGPIPE``."""
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exited with status {rc}"

@@ -1,0 +1,18 @@
+"""Running one task with its events: started, then finished or failed."""
+
+from __future__ import annotations
+
+from palhm_core.task import RunContext, Task
+
+
+def run_task(task: Task, ctx: RunContext):
+    """Run ``task``, telling plugins; returns its report."""
+    ctx.log.debug("task %r (%s) starting", task.id, task.name)
+    ctx.plugins.emit("palhm_task_started", task=task)
+    try:
+        report = task.run(ctx)
+    except BaseException as e:
+        ctx.plugins.emit("palhm_task_failed", task=task, error=e)
+        raise
+    ctx.plugins.emit("palhm_task_finished", task=task, report=report)
+    return report

@@ -1,0 +1,81 @@
+"""The task contract and what a running task is given.
+
+A task type is a class registered by :func:`palhm_core.hookspecs.palhm_task_types`.
+It is built when the config loads (so every mistake is found before anything
+runs), linked once every task exists, and run by ``palhm run``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from palhm_core.process import Children
+
+if TYPE_CHECKING:
+    from palhm_core.config.loader import LoadContext
+    from palhm_core.config.place import Place
+    from palhm_core.plugins import Plugins
+    from palhm_core.signals import StopSignals
+
+
+@dataclass
+class RunContext:
+    """What a running task may use.
+
+    :param plugins: the plugins, for ``plugins.hook.palhm_*`` events.
+    :param children: start child processes with ``children.spawn``.
+    :param signals: ``signals.check()`` raises once a stop signal arrived.
+    :param vl: the verbosity (0 critical ... 3 info, 4+ debug).
+    :param nb_workers: the ``nb-workers`` setting.
+    :param dry_run: backups go to the null backend.
+    :param log: PALHM's logger.
+    """
+
+    plugins: Plugins
+    children: Children
+    signals: StopSignals
+    vl: int = 3
+    nb_workers: int = 0
+    dry_run: bool = False
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("palhm"))
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    """Base class of task types.
+
+    Subclasses set ``name``, ``description`` and ``schema`` (the keys of the
+    task object beside ``id`` and ``type``) and implement :meth:`run`.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    schema: ClassVar[dict[str, Any]] = {"properties": {}}
+
+    def __init__(self, conf: dict[str, Any], place: Place, ctx: LoadContext) -> None:
+        """Build the task from its config object (valid against ``schema``);
+        raise ``(place / key).error(...)`` for a bad value."""
+        self.id: str = conf["id"]
+        self.place = place
+
+    def pointers(self) -> list[tuple[str, Place]]:
+        """The ids of the tasks this task runs, with where each is named,
+        so the core can refuse unknown ids and cycles."""
+        return []
+
+    def link(self, tasks: dict[str, Task]) -> None:
+        """Called once every task is built: resolve :meth:`pointers`."""
+
+    def run(self, ctx: RunContext) -> dict[str, Any] | None:
+        """Run the task. Raise :class:`palhm_core.TaskError` (or another
+        :class:`palhm_core.PalhmError`) to fail it.
+
+        :returns: a report for the ``palhm_task_finished`` event, or None.
+        """
+        raise NotImplementedError
+
+    def plan(self) -> list[str]:
+        """What :meth:`run` would do, one line per step, running nothing."""
+        return []

@@ -1,0 +1,1 @@
+"""The core's own task types, registered as plugins like any other."""

@@ -1,0 +1,305 @@
+"""The ``backup`` task type: one run makes one copy on the backend.
+
+open the backend, clean what crashed runs left, pick a PREFIX that is not
+taken, build every object (groups and workers), write SHA256SUMS and the
+manifest, commit, rotate. Any failure or stop signal before the commit rolls
+the copy back; older copies are never touched by a failed run.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from palhm_core.backend import Backend, PrefixExists
+from palhm_core.config.values import parse_limit
+from palhm_core.errors import BackendError, TaskError
+from palhm_core.hookspecs import hookimpl
+from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME, make_manifest, manifest_bytes, sums_bytes
+from palhm_core.pipeline import Progress, run_pipeline
+from palhm_core.rotation import rotate
+from palhm_core.scheduler import build_all
+from palhm_core.task import RunContext, Task
+from palhm_core.tasks.objects import (
+    DEFAULT_GROUP,
+    BackupObject,
+    build_groups,
+    build_order,
+    check_path,
+    check_paths_distinct,
+)
+
+DEFAULT_BLOCK_SIZE = 1 << 20
+PREFIX_ATTEMPTS = 3
+
+
+class BackupTask(Task):
+    name = "backup"
+    description = "Stream the output of command pipelines to a backend as one copy, then rotate."
+    schema = {
+        "properties": {
+            "backend": {
+                "type": "string",
+                "description": "Where copies go: localfs, aws-s3, null or a plugin's backend.",
+            },
+            "backend-param": {
+                "type": "object",
+                "description": "The backend's parameters (see the backend).",
+            },
+            "object-groups": {
+                "type": "array",
+                "description": "Groups of objects built one after another: a group starts when "
+                "every group it depends on has finished.",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["id"],
+                    "properties": {
+                        "id": {"type": "string", "description": "The group's name."},
+                        "depends": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "Groups that must finish first.",
+                        },
+                    },
+                },
+            },
+            "objects": {
+                "type": "array",
+                "description": "The files of a copy, each the output of a pipeline.",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["path", "pipeline"],
+                    "properties": {
+                        "path": {
+                            "type": "string",
+                            "description": "Where the output goes under ROOT/PREFIX; may "
+                            "contain '/'.",
+                        },
+                        "group": {
+                            "type": "string",
+                            "description": 'The object group. Default "default".',
+                        },
+                        "alloc-size": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "Expected size in bytes: localfs preallocates it, "
+                            "aws-s3 picks its first part size from it.",
+                        },
+                        "pipeline": {"$ref": "#/$defs/pipeline"},
+                    },
+                },
+            },
+        },
+        "required": ["backend"],
+    }
+
+    def __init__(self, conf, place, ctx):
+        super().__init__(conf, place, ctx)
+        self.plugins = ctx.plugins
+        self.backend_name = conf["backend"]
+        backend_cls = ctx.plugins.lookup("backend", self.backend_name, place / "backend")
+        params = conf.get("backend-param", {})
+        pplace = place / "backend-param"
+        self.backend: Backend = backend_cls(params, pplace)
+        self.nb_copy_limit = parse_limit(params.get("nb-copy-limit"), pplace / "nb-copy-limit")
+        self.root_size_limit = parse_limit(
+            params.get("root-size-limit"), pplace / "root-size-limit"
+        )
+        self.block_size = params.get("block-size", DEFAULT_BLOCK_SIZE)
+        prefix_conf = dict(params.get("prefix", {}))
+        gen_cls = ctx.plugins.lookup(
+            "prefix generator", prefix_conf.pop("type", "iso8601"), pplace / "prefix" / "type"
+        )
+        self.prefix_gen = gen_cls(prefix_conf, pplace / "prefix")
+        self.groups = build_groups(conf.get("object-groups", []), place / "object-groups")
+        self.objects: list[BackupObject] = []
+        for i, oc in enumerate(conf.get("objects", [])):
+            oplace = place / "objects" / i
+            group = oc.get("group", DEFAULT_GROUP)
+            if group not in self.groups:
+                raise (oplace / "group").error(
+                    f"unknown group {group!r}; groups: {', '.join(self.groups)}"
+                )
+            execs = [
+                ctx.step_exec(step, oplace / "pipeline" / j)
+                for j, step in enumerate(oc["pipeline"])
+            ]
+            self.objects.append(
+                BackupObject(
+                    check_path(oc["path"], oplace / "path"),
+                    group,
+                    execs,
+                    oc.get("alloc-size"),
+                    oplace,
+                )
+            )
+        check_paths_distinct(self.objects)
+
+    def plan(self):
+        lines = []
+        for gid in build_order(self.groups):
+            objs = [o for o in self.objects if o.group == gid]
+            if not objs:
+                continue
+            deps = self.groups[gid]
+            lines.append(f"group {gid}" + (f" (after {', '.join(deps)})" if deps else ""))
+            for obj in objs:
+                pipeline = " | ".join(ex.shell_line() for ex in obj.execs)
+                lines.append(f"  {obj.path}: {pipeline}")
+        return lines
+
+    def run(self, ctx: RunContext):
+        backend = self.backend
+        if ctx.dry_run:
+            null_cls = ctx.plugins.lookup("backend", "null", self.place / "backend")
+            backend = null_cls({}, self.place / "backend-param")
+        ctx.signals.check()
+        backend.open()
+        try:
+            return self._run(backend, ctx)
+        finally:
+            backend.close()
+
+    def _run(self, backend: Backend, ctx: RunContext):
+        for what in backend.clean_leftovers():
+            ctx.log.info("%s: removed %s", self.id, what)
+        started = datetime.now(timezone.utc)
+        prefix = self._begin(backend, started, ctx)
+        ctx.log.info("%s: making copy %s on %s", self.id, prefix, backend.describe())
+        progress = {o.path: Progress(o.path) for o in self.objects}
+        ctx.options.setdefault("progress", []).append(progress)
+        try:
+            results = build_all(
+                self.objects,
+                lambda o: o.group,
+                self.groups,
+                lambda o: self._build(o, backend, ctx, progress[o.path]),
+                nb_workers=ctx.nb_workers,
+                children=ctx.children,
+                signals=ctx.signals,
+            )
+            ctx.signals.check()
+            entries = [
+                {"path": o.path, "size": r.size, "sha256": r.sha256}
+                for o, r in zip(self.objects, results)
+            ]
+            finished = datetime.now(timezone.utc)
+            manifest = make_manifest(
+                task=self.id,
+                prefix=prefix,
+                version=_version(),
+                started=started.isoformat(),
+                finished=finished.isoformat(),
+                objects=entries,
+            )
+            self._write(backend, SUMS_NAME, sums_bytes(entries))
+            self._write(backend, MANIFEST_NAME, manifest_bytes(manifest))
+            ctx.signals.check()
+            backend.commit()
+        except BaseException:
+            ctx.log.info("%s: rolling back copy %s", self.id, prefix)
+            try:
+                backend.rollback()
+            except Exception as e:
+                ctx.log.error("%s: rollback of %s failed: %s", self.id, prefix, e)
+            raise
+        finally:
+            ctx.options["progress"].remove(progress)
+        ctx.plugins.emit(
+            "palhm_copy_committed", task=self, backend=backend, prefix=prefix, manifest=manifest
+        )
+        ctx.log.info("%s: copy %s complete", self.id, prefix)
+        rotated = rotate(
+            backend,
+            keep=prefix,
+            nb_copy_limit=self.nb_copy_limit,
+            root_size_limit=self.root_size_limit,
+            on_delete=lambda c: self._rotated(backend, c, ctx),
+        )
+        return {
+            "task": self.id,
+            "backend": backend.describe(),
+            "prefix": prefix,
+            "started": started.isoformat(),
+            "finished": finished.isoformat(),
+            "seconds": round((finished - started).total_seconds(), 3),
+            "objects": [
+                {
+                    "path": o.path,
+                    "bytes": r.size,
+                    "sha256": r.sha256,
+                    "seconds": round(r.seconds, 3),
+                    "exit-codes": r.exit_codes,
+                }
+                for o, r in zip(self.objects, results)
+            ],
+            "total-bytes": manifest["size"],
+            "rotated": [c.prefix for c in rotated],
+        }
+
+    def _rotated(self, backend, copy, ctx):
+        ctx.log.info("%s: rotated away copy %s", self.id, copy.prefix)
+        ctx.plugins.emit("palhm_copy_rotated", task=self, backend=backend, copy=copy)
+
+    def _begin(self, backend: Backend, started: datetime, ctx: RunContext) -> str:
+        now = started
+        for attempt in range(PREFIX_ATTEMPTS):
+            prefix = self.prefix_gen(now)
+            if not prefix or "/" in prefix or prefix in (".", ".."):
+                raise TaskError(f"{self.id}: prefix generator gave an unusable name {prefix!r}")
+            try:
+                backend.begin(prefix)
+                return prefix
+            except PrefixExists:
+                if attempt == PREFIX_ATTEMPTS - 1:
+                    raise BackendError(
+                        f"{self.id}: copy {prefix!r} already exists on {backend.describe()} "
+                        "and the prefix generator keeps giving that name"
+                    ) from None
+                ctx.signals.check()
+                time.sleep(1.0)
+                now = datetime.now(timezone.utc)
+        raise AssertionError("unreachable")
+
+    def _build(self, obj: BackupObject, backend: Backend, ctx: RunContext, progress: Progress):
+        sink = backend.sink(obj.path, obj.alloc_size)
+        try:
+            result = run_pipeline(
+                obj.execs,
+                sink,
+                ctx.children,
+                vl=ctx.vl,
+                block_size=self.block_size,
+                progress=progress,
+            )
+            sink.close()
+        except BaseException as e:
+            sink.abort()
+            if type(e) is TaskError:
+                raise TaskError(f"task {self.id!r}: object {obj.path!r}: {e}") from None
+            raise
+        ctx.log.debug("%s: %s: %d bytes, sha256 %s", self.id, obj.path, result.size, result.sha256)
+        return result
+
+    @staticmethod
+    def _write(backend: Backend, path: str, data: bytes) -> None:
+        sink = backend.sink(path, len(data))
+        try:
+            sink.write(memoryview(data))
+            sink.close()
+        except BaseException:
+            sink.abort()
+            raise
+
+
+def _version() -> str:
+    from palhm_core import __version__
+
+    return __version__
+
+
+@hookimpl
+def palhm_task_types():
+    return [BackupTask]

@@ -1,0 +1,92 @@
+"""The ``routine`` task type: steps run in order, the first failure stops it.
+
+A step runs an exec (its stdout and stderr shown or discarded by verbosity),
+another task (``task``), or a builtin function (``builtin``).
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+from palhm_core.errors import TaskError
+from palhm_core.hookspecs import hookimpl
+from palhm_core.process import describe_status
+from palhm_core.task import RunContext, Task
+
+
+class RoutineTask(Task):
+    name = "routine"
+    description = "Run commands, other tasks and builtins in order; stop at the first failure."
+    schema = {
+        "properties": {"routine": {"$ref": "#/$defs/routine"}},
+        "required": ["routine"],
+    }
+
+    def __init__(self, conf, place, ctx):
+        super().__init__(conf, place, ctx)
+        self.steps = []
+        self._pointers = []
+        for i, step in enumerate(conf["routine"]):
+            where = place / "routine" / i
+            kind = step["type"]
+            if kind == "task":
+                self._pointers.append((step["task-id"], where / "task-id"))
+                self.steps.append(("task", step["task-id"]))
+            elif kind == "builtin":
+                cls = ctx.plugins.lookup("builtin", step["builtin-id"], where / "builtin-id")
+                self.steps.append(("builtin", cls(step.get("param"), where / "param")))
+            else:
+                self.steps.append(("exec", ctx.step_exec(step, where)))
+
+    def pointers(self):
+        return list(self._pointers)
+
+    def link(self, tasks):
+        self.tasks = tasks
+
+    def run(self, ctx: RunContext):
+        from palhm_core.runner import run_task
+
+        for kind, what in self.steps:
+            ctx.signals.check()
+            if kind == "task":
+                run_task(self.tasks[what], ctx)
+            elif kind == "builtin":
+                what()
+            else:
+                self._run_exec(what, ctx)
+        ctx.signals.check()
+        return None
+
+    def _run_exec(self, ex, ctx: RunContext) -> None:
+        ctx.log.debug("%s: running %s", self.id, shlex.join(ex.argv))
+        proc = ctx.children.spawn(
+            ex.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=None if ctx.vl >= ex.vl_stdout else subprocess.DEVNULL,
+            stderr=None if ctx.vl >= ex.vl_stderr else subprocess.DEVNULL,
+            env=ex.env_for_child(),
+        )
+        rc = ctx.children.wait(proc)
+        ctx.signals.check()
+        if rc not in ex.ec:
+            raise TaskError(
+                f"task {self.id!r}: {ex.label!r} {describe_status(rc)} (accepted: {ex.ec.text})"
+            )
+
+    def plan(self):
+        lines = []
+        for kind, what in self.steps:
+            if kind == "task":
+                lines.append(f"task {what}")
+            elif kind == "builtin":
+                lines.append(f"builtin {what.name}")
+            else:
+                lines.append(what.shell_line())
+        return lines
+
+
+@hookimpl
+def palhm_task_types():
+    return [RoutineTask]
