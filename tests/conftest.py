@@ -1,0 +1,84 @@
+"""Test fixtures: the installed ``palhm`` command run as a real process, and
+config files written into a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+PALHM = str(BIN / "palhm")
+#: Quick copies: tests make several in the same second.
+FAST_PREFIX = {"type": "iso8601", "timespec": "microseconds"}
+
+
+def run_palhm(*args, config=None, env=None, timeout=120, input=None, cwd=None):
+    """Run the installed ``palhm`` with ``args``; a CompletedProcess with text."""
+    argv = [PALHM]
+    if config is not None:
+        argv += ["-f", str(config)]
+    argv += [str(a) for a in args]
+    full_env = dict(os.environ)
+    full_env.pop("PALHM_CONFIG", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        input=input,
+        cwd=cwd,
+    )
+
+
+def write_config(directory: Path, doc, name: str = "palhm.jsonc") -> Path:
+    """Write ``doc`` (a dict, or text kept as it is) as a config file."""
+    path = Path(directory) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(doc, str):
+        path.write_text(doc)
+    elif name.endswith((".yaml", ".yml")):
+        import yaml
+
+        path.write_text(yaml.safe_dump(doc))
+    else:
+        path.write_text(json.dumps(doc, indent=2))
+    return path
+
+
+def inline(*argv, **extra):
+    """An ``exec-inline`` step."""
+    return {"type": "exec-inline", "argv": list(argv), **extra}
+
+
+def backup_task(task_id="backup", backend="localfs", objects=(), groups=None, **params):
+    task = {
+        "id": task_id,
+        "type": "backup",
+        "backend": backend,
+        "backend-param": {"prefix": FAST_PREFIX, **params} if backend != "null" else params,
+        "objects": list(objects),
+    }
+    if groups is not None:
+        task["object-groups"] = groups
+    return task
+
+
+def copies(root: Path) -> list[str]:
+    """The complete copies in a localfs root, oldest first."""
+    return sorted(
+        p.name
+        for p in Path(root).iterdir()
+        if not p.name.startswith(".") and (p / "palhm-manifest.json").exists()
+    )
+
+
+@pytest.fixture
+def palhm():
+    return run_palhm
