@@ -124,7 +124,9 @@ def palhm_task_failed(task: Task, error: BaseException) -> None:
 
 
 @hookspec
-def palhm_copy_committed(task: Task, backend: Backend, prefix: str, manifest: dict[str, Any]) -> None:
+def palhm_copy_committed(
+    task: Task, backend: Backend, prefix: str, manifest: dict[str, Any]
+) -> None:
     """A backup copy is complete on its backend.
 
     :param task: the backup task.

@@ -145,7 +145,7 @@ def _follow_file(fd: int, writer: subprocess.Popen, hasher, block_size: int, pro
 
 
 def _check_exit_codes(execs: list[Exec], codes: list[int]) -> None:
-    bad = [i for i, (ex, rc) in enumerate(zip(execs, codes)) if rc not in ex.ec]
+    bad = [i for i, (ex, rc) in enumerate(zip(execs, codes, strict=True)) if rc not in ex.ec]
     if not bad:
         return
     n = len(execs)

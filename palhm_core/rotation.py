@@ -29,7 +29,9 @@ def select_for_rotation(
     return doomed
 
 
-def rotate(backend: Backend, *, keep: str, nb_copy_limit, root_size_limit, on_delete) -> list[CopyInfo]:
+def rotate(
+    backend: Backend, *, keep: str, nb_copy_limit, root_size_limit, on_delete
+) -> list[CopyInfo]:
     """Delete what :func:`select_for_rotation` selects; ``on_delete(copy)``
     after each deletion."""
     if nb_copy_limit is None and root_size_limit is None:

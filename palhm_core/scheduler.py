@@ -9,8 +9,9 @@ every running pipeline; the first error is raised once all workers are back.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from palhm_core.process import Children
 from palhm_core.signals import StopSignals

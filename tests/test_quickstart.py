@@ -18,5 +18,7 @@ def test_quickstart_makes_a_copy_sha256sum_accepts(tmp_path):
     copy = tmp_path / "palhm-backups" / made[0]
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=copy, capture_output=True)
     assert check.returncode == 0, check.stdout
-    listed = subprocess.run(["tar", "-tzf", str(copy / "conf.tar.gz")], capture_output=True, text=True)
+    listed = subprocess.run(
+        ["tar", "-tzf", str(copy / "conf.tar.gz")], capture_output=True, text=True
+    )
     assert "./quickstart.jsonc" in listed.stdout.splitlines()

@@ -183,7 +183,7 @@ class BackupTask(Task):
             ctx.signals.check()
             entries = [
                 {"path": o.path, "size": r.size, "sha256": r.sha256}
-                for o, r in zip(self.objects, results)
+                for o, r in zip(self.objects, results, strict=True)
             ]
             finished = datetime.now(timezone.utc)
             manifest = make_manifest(
@@ -233,7 +233,7 @@ class BackupTask(Task):
                     "seconds": round(r.seconds, 3),
                     "exit-codes": r.exit_codes,
                 }
-                for o, r in zip(self.objects, results)
+                for o, r in zip(self.objects, results, strict=True)
             ],
             "total-bytes": manifest["size"],
             "rotated": [c.prefix for c in rotated],

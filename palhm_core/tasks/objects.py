@@ -83,9 +83,7 @@ def build_groups(conf: list[dict], place: Place) -> dict[str, list[str]]:
         for j, dep in enumerate(deps):
             if dep not in groups:
                 known = ", ".join(groups)
-                raise (where[gid] / "depends" / j).error(
-                    f"unknown group {dep!r}; groups: {known}"
-                )
+                raise (where[gid] / "depends" / j).error(f"unknown group {dep!r}; groups: {known}")
     state: dict[str, int] = {}
 
     def visit(gid: str, path: list[str]) -> None:
