@@ -17,8 +17,9 @@ PALHM = str(BIN / "palhm")
 FAST_PREFIX = {"type": "iso8601", "timespec": "microseconds"}
 
 
-def run_palhm(*args, config=None, env=None, timeout=120, input=None, cwd=None):
-    """Run the installed ``palhm`` with ``args``; a CompletedProcess with text."""
+def run_palhm(*args, config=None, env=None, timeout=120, input=None, cwd=None, text=True):
+    """Run the installed ``palhm`` with ``args``; a CompletedProcess (text
+    unless ``text=False``)."""
     argv = [PALHM]
     if config is not None:
         argv += ["-f", str(config)]
@@ -29,7 +30,7 @@ def run_palhm(*args, config=None, env=None, timeout=120, input=None, cwd=None):
     return subprocess.run(
         argv,
         capture_output=True,
-        text=True,
+        text=text,
         env=full_env,
         timeout=timeout,
         input=input,

@@ -1,8 +1,172 @@
-"""``palhm backups``: list, verify and read back the copies of a task."""
+"""``palhm backups``: list, verify and read back the copies of a backup task."""
 
 from __future__ import annotations
 
+import json
+import sys
+from datetime import datetime, timezone
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("backups", help="list, verify or read the copies of a backup task")
-    p.set_defaults(func=lambda args: p.print_help() or 2)
+    p = sub.add_parser("backups", help="list, verify or read back the copies of a backup task")
+    bsub = p.add_subparsers(dest="backups_command", metavar="ACTION", required=True)
+    ls = bsub.add_parser("list", help="the task's copies, oldest first")
+    ls.add_argument("task", metavar="TASK")
+    ls.add_argument("--json", action="store_true", help="as JSON")
+    ls.set_defaults(func=cmd_list)
+    ver = bsub.add_parser("verify", help="read copies back and check them against their manifest")
+    ver.add_argument("task", metavar="TASK")
+    which = ver.add_mutually_exclusive_group()
+    which.add_argument("prefix", nargs="?", metavar="PREFIX", help="one copy")
+    which.add_argument("--latest", action="store_true", help="the newest complete copy (default)")
+    which.add_argument("--all", action="store_true", help="every complete copy")
+    ver.set_defaults(func=cmd_verify)
+    cat = bsub.add_parser("cat", help="write one object to stdout, checking its SHA-256")
+    cat.add_argument("task", metavar="TASK")
+    cat.add_argument("prefix", metavar="PREFIX", help="a copy's PREFIX, or latest")
+    cat.add_argument("path", metavar="PATH")
+    cat.set_defaults(func=cmd_cat)
+
+
+def _backend(args):
+    """The task's backend, opened; None for a backend that keeps no copies."""
+    from palhm_core.cli import load_config
+    from palhm_core.errors import UsageError
+
+    _, conf, _ = load_config(args)
+    task = conf.task(args.task)
+    backend = getattr(task, "backend", None)
+    if backend is None:
+        raise UsageError(f"task {task.id!r} is a {task.name} task: it makes no copies")
+    return task, backend
+
+
+def _keeps_nothing(task, backend) -> bool:
+    if backend.name == "null":
+        print(
+            f"task {task.id!r} uses the null backend: it keeps no copies, nothing to check",
+            file=sys.stderr,
+        )
+        return True
+    return False
+
+
+def cmd_list(args) -> int:
+    from palhm_core.verify import sorted_copies
+
+    task, backend = _backend(args)
+    if _keeps_nothing(task, backend):
+        return 0
+    backend.open()
+    try:
+        copies = sorted_copies(backend)
+    finally:
+        backend.close()
+    now = datetime.now(timezone.utc)
+    rows = []
+    for c in copies:
+        finished = (c.manifest or {}).get("finished")
+        age = None
+        if finished:
+            try:
+                age = int((now - datetime.fromisoformat(finished)).total_seconds())
+            except (TypeError, ValueError):
+                pass
+        rows.append(
+            {
+                "prefix": c.prefix,
+                "complete": c.complete,
+                "objects": c.objects,
+                "size": c.size,
+                "age-seconds": age,
+            }
+        )
+    if args.json:
+        json.dump(
+            {"task": task.id, "backend": backend.describe(), "copies": rows}, sys.stdout, indent=2
+        )
+        print()
+        return 0
+    table = [("PREFIX", "STATE", "OBJECTS", "SIZE", "AGE")]
+    for r in rows:
+        table.append(
+            (
+                r["prefix"],
+                "complete" if r["complete"] else "incomplete",
+                "-" if r["objects"] is None else str(r["objects"]),
+                _size(r["size"]) if r["complete"] else "-",
+                "-" if r["age-seconds"] is None else _age(r["age-seconds"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from palhm_core.errors import TaskError
+    from palhm_core.verify import pick_copies, verify_copy
+
+    task, backend = _backend(args)
+    if _keeps_nothing(task, backend):
+        return 0
+    backend.open()
+    problems = []
+    try:
+        for copy in pick_copies(backend, args.prefix, args.all):
+            count, found = verify_copy(backend, copy.prefix)
+            problems += found
+            state = "OK" if not found else f"{len(found)} bad"
+            print(f"{copy.prefix}: {count} objects, {state}")
+    finally:
+        backend.close()
+    if problems:
+        raise TaskError("\n".join(str(p) for p in problems))
+    return 0
+
+
+def cmd_cat(args) -> int:
+    from palhm_core.errors import PalhmError, TaskError
+    from palhm_core.verify import pick_copies, read_manifest, stream
+
+    task, backend = _backend(args)
+    if backend.name == "null":
+        raise PalhmError(f"task {task.id!r} uses the null backend: it keeps no copies")
+    backend.open()
+    try:
+        (copy,) = pick_copies(backend, args.prefix, False)
+        manifest = read_manifest(backend, copy.prefix)
+        entry = next((o for o in manifest["objects"] if o["path"] == args.path), None)
+        if entry is None:
+            raise PalhmError(f"copy {copy.prefix!r} has no object {args.path!r}")
+        out = sys.stdout.buffer
+        try:
+            size, digest = stream(backend, copy.prefix, args.path, out.write)
+        except FileNotFoundError:
+            raise TaskError(f"{copy.prefix}/{args.path}: missing") from None
+        out.flush()
+    finally:
+        backend.close()
+    if size != entry["size"] or digest != entry["sha256"]:
+        raise TaskError(
+            f"{copy.prefix}/{args.path}: does not match the manifest "
+            f"(size {size}, SHA-256 {digest}): do not trust this output"
+        )
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _age(seconds: int) -> str:
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400 * 2:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
