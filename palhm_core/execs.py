@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from palhm_core.config.place import Place
 
-_EC = re.compile(r"^\s*(?:(<=|>=|==|<|>)?\s*(\d+)|(\d+)\s*-\s*(\d+))\s*$")
+_EC = re.compile(r"^\s*(?:(<=|>=|==|<|>)?\s*([0-9]+)|([0-9]+)\s*-\s*([0-9]+))\s*$")
 _OPS = {
     "<": operator.lt,
     "<=": operator.le,

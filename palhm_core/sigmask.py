@@ -8,18 +8,30 @@ import signal
 
 from palhm_core.hookspecs import hookimpl
 
+#: Signals no process can block: the kernel ignores them in a mask.
+UNBLOCKABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
 
-def parse_signal(value, place) -> signal.Signals:
-    """``"TERM"``, ``"SIGTERM"``, ``15`` or ``"15"``."""
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
-            return signal.Signals(int(value))
-        name = value.strip().upper()
-        return signal.Signals[name if name.startswith("SIG") else "SIG" + name]
-    except (ValueError, KeyError, AttributeError):
-        raise place.error(f"unknown signal {value!r}") from None
+
+def parse_signal(value, place) -> int:
+    """``"TERM"``, ``"SIGTERM"``, ``"term"``, ``15`` or ``"15"``; real-time
+    signals by number."""
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            number = int(text)
+        else:
+            name = text.upper()
+            name = name if name.startswith("SIG") else "SIG" + name
+            member = signal.Signals.__members__.get(name)
+            number = int(member) if member is not None else None
+    if number is None or number not in signal.valid_signals():
+        raise place.error(f"unknown signal {value!r}")
+    if number in UNBLOCKABLE:
+        raise place.error(f"{signal.Signals(number).name} cannot be blocked or unblocked")
+    return number
 
 
 class Sigmask:
@@ -53,7 +65,8 @@ class Sigmask:
             if not isinstance(sigs, list):
                 raise (place / i / "sig").error("expected a list of signals")
             how = signal.SIG_BLOCK if op["action"] == "block" else signal.SIG_UNBLOCK
-            self.ops.append((how, [parse_signal(s, place / i / "sig" / j) for j, s in enumerate(sigs)]))
+            where = place / i / "sig"
+            self.ops.append((how, [parse_signal(s, where / j) for j, s in enumerate(sigs)]))
 
     def __call__(self) -> None:
         for how, sigs in self.ops:

@@ -27,27 +27,63 @@ class ConfigFile:
 def read_tree(path: str) -> list[ConfigFile]:
     """The file at ``path`` and everything it includes, in merge order."""
     out: list[ConfigFile] = []
-    _read(os.path.abspath(path), out, (), {})
+    path = os.path.abspath(path)
+    _read(path, parse_file(path), out, (), {})
     return out
 
 
-def _read(path: str, out: list[ConfigFile], chain: tuple[str, ...], seen: dict[str, str]) -> None:
-    doc = parse_file(path)
+def _read(
+    path: str,
+    doc: dict[str, Any],
+    out: list[ConfigFile],
+    chain: tuple[tuple[str, str], ...],
+    seen: dict[str, str],
+) -> None:
+    """Append ``doc`` and, depth first, its includes. ``chain`` holds the
+    (real path, path) of the files including this one; ``seen`` maps the real
+    path of every file read so far to the file that included it. Real paths
+    make a file reached through a symbolic link the same file."""
     out.append(ConfigFile(path, doc))
+    real = os.path.realpath(path)
+    chain = (*chain, (real, path))
+    seen.setdefault(real, "")
     includes = doc.get("include", [])
     place = Place(path) / "include"
     if not isinstance(includes, list):
-        raise place.error("expected a list of file paths")
+        raise place.error(f"expected an array of file paths, got {_kind(includes)}")
     for i, inc in enumerate(includes):
         if not isinstance(inc, str) or not inc:
-            raise (place / i).error("expected a file path")
+            raise (place / i).error(f"expected a file path, got {_kind(inc)}")
         target = os.path.normpath(os.path.join(os.path.dirname(path), inc))
-        if target in (path, *chain):
-            raise (place / i).error(f"circular include of {target}")
-        if target in seen:
-            raise (place / i).error(f"{target} is already included by {seen[target]}")
-        seen[target] = path
-        _read(target, out, (*chain, path), seen)
+        target_real = os.path.realpath(target)
+        cycle = [p for r, p in chain if r == target_real]
+        if cycle:
+            loop = " -> ".join([p for _, p in chain[chain.index((target_real, cycle[0])) :]])
+            raise (place / i).error(f"circular include: {loop} -> {target}")
+        if target_real in seen:
+            by = seen[target_real]
+            raise (place / i).error(
+                f"{target} is included twice (already by {by})"
+                if by
+                else f"{target} is the top config file"
+            )
+        seen[target_real] = path
+        try:
+            child = parse_file(target)
+        except ConfigError as e:
+            if e.file == target and e.problem.startswith("cannot read"):
+                raise (place / i).error(e.problem.replace("config file", target, 1)) from None
+            raise
+        _read(target, child, out, chain, seen)
+
+
+def _kind(value: Any) -> str:
+    import json
+
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def parse_file(path: str) -> dict[str, Any]:
@@ -56,28 +92,47 @@ def parse_file(path: str) -> dict[str, Any]:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as e:
-        raise ConfigError(f"cannot read config file: {e.strerror}", path) from None
+        raise ConfigError(f"cannot read config file: {e.strerror or e}", path) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"not UTF-8 text (byte {e.start})", path) from None
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError(
+            f"line {line}, column {col}: not UTF-8 text (byte 0x{raw[e.start]:02x})", path
+        ) from None
     if path.endswith((".yaml", ".yml")):
         doc = _parse_yaml(text, path)
+        if doc is None:  # an empty YAML document
+            doc = {}
     else:
         doc = _parse_json5(text, path)
-    if doc is None:
-        doc = {}
     if not isinstance(doc, dict):
-        raise ConfigError(f"the top level must be an object, not {type(doc).__name__}", path)
+        raise ConfigError(f"the top level must be an object ({{...}}), not {_type_name(doc)}", path)
     return doc
 
 
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
+
+
 _JSON5_POS = re.compile(r"^<string>:(\d+)\s+(.*?)(?: at column (\d+))?$", re.S)
+_UNEXPECTED = re.compile(r'^Unexpected "(.*)"$', re.S)
 
 
 def _parse_json5(text: str, path: str) -> Any:
     import json5
 
+    if not _strip_json_comments(text).strip():
+        raise ConfigError("the file is empty (an empty config is {})", path)
     try:
         return json5.loads(text, allow_duplicate_keys=False)
     except ValueError as e:
@@ -86,24 +141,86 @@ def _parse_json5(text: str, path: str) -> Any:
         if m:
             line, problem, col = m.groups()
             where = f"line {line}" + (f", column {col}" if col else "")
-            problem = problem.replace("\n", "\\n")
-            raise ConfigError(f"{where}: syntax error: {problem}", path) from None
-        raise ConfigError(f"syntax error: {msg}", path) from None
+            raise ConfigError(f"{where}: syntax error: {_json5_problem(problem)}", path) from None
+        raise ConfigError(f"syntax error: {_json5_problem(msg)}", path) from None
     except RecursionError:
         raise ConfigError("syntax error: nested too deeply", path) from None
+
+
+def _json5_problem(problem: str) -> str:
+    m = _UNEXPECTED.match(problem)
+    if m:
+        char = m.group(1)
+        if char in ("\n", "\r"):
+            return "unexpected end of line"
+        return f"unexpected {char!r}"
+    if problem.startswith("Unexpected end of input"):
+        return "unexpected end of file"
+    if problem.startswith("Duplicate key"):
+        return "duplicate key " + problem[len("Duplicate key ") :].replace(" found in object", "")
+    return problem.replace("\n", "\\n")
+
+
+_COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+
+
+def _strip_json_comments(text: str) -> str:
+    """Only used to tell an empty file from a broken one."""
+    return _COMMENTS.sub("", text) if "/" in text else text
 
 
 def _parse_yaml(text: str, path: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_yaml_loader())
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = e.problem or e.context or "invalid YAML"
+        if e.context and e.problem and e.context_mark and e.context_mark is not mark:
+            cm = e.context_mark
+            problem += f" ({e.context} at line {cm.line + 1}, column {cm.column + 1})"
         raise ConfigError(f"{where}syntax error: {problem}", path) from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"syntax error: {e}", path) from None
+        raise ConfigError(f"syntax error: {str(e).replace(chr(10), ' ')}", path) from None
     except RecursionError:
         raise ConfigError("syntax error: nested too deeply", path) from None
+
+
+_LOADER = None
+
+
+def _yaml_loader():
+    """``yaml.SafeLoader`` that refuses duplicate keys and keys that are not
+    strings (YAML 1.1 reads a bare ``on:`` or ``no:`` as a boolean), as the
+    JSON reader does."""
+    global _LOADER
+    if _LOADER is not None:
+        return _LOADER
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                self.flatten_mapping(node)
+                keys: set[Any] = set()
+                for key_node, _ in node.value:
+                    key = self.construct_object(key_node, deep=True)
+                    if not isinstance(key, str):
+                        raise yaml.constructor.ConstructorError(
+                            None,
+                            None,
+                            f"key {key_node.value!r} is read as {_type_name(key)}, not a "
+                            "string: quote it",
+                            key_node.start_mark,
+                        )
+                    if key in keys:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r}", key_node.start_mark
+                        )
+                    keys.add(key)
+            return super().construct_mapping(node, deep)
+
+    _LOADER = Loader
+    return Loader

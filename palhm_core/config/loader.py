@@ -63,29 +63,56 @@ class Config:
 
 
 def load(path: str, plugins: Plugins) -> Config:
-    """Read, validate, merge and build the config at ``path``."""
+    """Read, validate, merge and build the config at ``path``.
+
+    Mistakes are reported in stages, each stage reporting all it finds: file
+    syntax and includes; the schema, for every file; duplicate ids across
+    files and missing plugins; exec definitions; tasks (the first mistake of
+    each); task pointers.
+    """
     files = read_tree(path)
     schema = build_schema(plugins)
-    errors = [line for f in files for line in validate(schema, f.doc, f.path)]
-    if errors:
-        raise ConfigErrors(errors)
-    merged, origins = _merge(files)
+    _raise_if([line for f in files for line in validate(schema, f.doc, f.path)])
+    errors: list[str] = []
+    merged, origins = _merge(files, errors)
     conf = Config(files, merged)
     conf.vl = merged.get("vl", DEFAULT_VL)
     conf.nb_workers = merged.get("nb-workers", DEFAULT_NB_WORKERS)
     for name, place in origins["modules"]:
-        plugins.require_module(name, place)
+        _collect(errors, plugins.require_module, name, place)
     for exec_conf, place in origins["execs"]:
-        conf.execs[exec_conf["id"]] = Exec.from_config(exec_conf, place)
+        ex = _collect(errors, Exec.from_config, exec_conf, place)
+        if ex is not None:
+            conf.execs[exec_conf["id"]] = ex
+    _raise_if(errors)
     ctx = LoadContext(plugins, conf.execs)
     for task_conf, place in origins["tasks"]:
-        cls = plugins.lookup("task type", task_conf["type"], place / "type")
-        conf.tasks[task_conf["id"]] = cls(task_conf, place, ctx)
+        cls = _collect(errors, plugins.lookup, "task type", task_conf["type"], place / "type")
+        task = cls and _collect(errors, cls, task_conf, place, ctx)
+        if task is not None:
+            conf.tasks[task_conf["id"]] = task
+    _raise_if(errors)
     _link(conf.tasks)
     return conf
 
 
-def _merge(files: list[ConfigFile]):
+def _collect(errors: list[str], func, *args):
+    """``func(*args)``, or None with its ConfigError's lines added to ``errors``."""
+    try:
+        return func(*args)
+    except ConfigErrors as e:
+        errors.extend(e.lines)
+    except ConfigError as e:
+        errors.append(str(e))
+    return None
+
+
+def _raise_if(errors: list[str]) -> None:
+    if errors:
+        raise ConfigErrors(list(dict.fromkeys(errors)))
+
+
+def _merge(files: list[ConfigFile], errors: list[str]):
     """Merge the documents in order: lists of execs and tasks join (an id
     defined twice is an error naming both places), modules join, and scalars
     of later files override earlier ones."""
@@ -101,9 +128,14 @@ def _merge(files: list[ConfigFile]):
                     first = seen.setdefault((key, item["id"]), place)
                     if first is not place:
                         kind = key[:-1]
-                        raise (place / "id").error(
-                            f"duplicate {kind} id {item['id']!r}, first defined at {first}"
+                        errors.append(
+                            str(
+                                (place / "id").error(
+                                    f"duplicate {kind} id {item['id']!r}, first defined at {first}"
+                                )
+                            )
                         )
+                        continue
                     merged[key].append(item)
                     origins[key].append((item, place))
             elif key == "modules":
@@ -118,18 +150,22 @@ def _merge(files: list[ConfigFile]):
 
 def _link(tasks: dict[str, Task]) -> None:
     """Resolve task pointers; refuse unknown ids and cycles."""
-    for task in tasks.values():
-        for target, place in task.pointers():
-            if target not in tasks:
-                known = ", ".join(tasks) or "none"
-                raise place.error(f"unknown task {target!r}; tasks: {known}")
+    known = ", ".join(tasks) or "none"
+    _raise_if(
+        [
+            str(place.error(f"unknown task {target!r}; tasks: {known}"))
+            for task in tasks.values()
+            for target, place in task.pointers()
+            if target not in tasks
+        ]
+    )
     state: dict[str, int] = {}  # 1 visiting, 2 done
 
     def visit(task_id: str, path: list[str]) -> None:
         state[task_id] = 1
         for target, place in tasks[task_id].pointers():
             if state.get(target) == 1:
-                cycle = " -> ".join([*path[path.index(target) :], target]) if target in path else target
+                cycle = " -> ".join([*path[path.index(target) :], target])
                 raise place.error(f"task pointer cycle: {cycle}")
             if state.get(target) != 2:
                 visit(target, [*path, target])

@@ -8,12 +8,16 @@ validated on its own, and every error is reported as ``FILE: path: problem``.
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
-from palhm_core.config.place import Place, format_path
+from palhm_core.config.place import format_path
 from palhm_core.config.values import DECIMAL_TYPES
 
 SCHEMA_ID = "https://palhm.invalid/schema/config.json"
+#: The prefix generator of a ``prefix`` object without ``type``.
+DEFAULT_PREFIX = "iso8601"
 
 EXEC_KEYS = {
     "argv": {
@@ -149,7 +153,7 @@ def build_schema(plugins) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     for name, step in STEP_SCHEMAS.items():
         defs[f"step.{name}"] = _object(
-            {"type": {"const": name}, **step["properties"]},
+            {"type": {"const": name, "description": "The kind of step."}, **step["properties"]},
             step["required"],
             step["description"],
         )
@@ -166,7 +170,10 @@ def build_schema(plugins) -> dict[str, Any]:
     for name, reg in regs["prefix generator"].items():
         cls = reg.cls
         defs[f"prefix.{name}"] = _object(
-            {"type": {"const": name}, **cls.schema.get("properties", {})},
+            {
+                "type": {"const": name, "description": "The prefix generator."},
+                **cls.schema.get("properties", {}),
+            },
             cls.schema.get("required", ()),
             cls.description,
         )
@@ -174,6 +181,13 @@ def build_schema(plugins) -> dict[str, Any]:
     prefix_schema["allOf"] = _select(
         "type", {n: f"#/$defs/prefix.{n}" for n in regs["prefix generator"]}
     )
+    if DEFAULT_PREFIX in regs["prefix generator"]:
+        prefix_schema["allOf"].append(
+            {
+                "if": {"not": {"required": ["type"]}},
+                "then": {"$ref": f"#/$defs/prefix.{DEFAULT_PREFIX}"},
+            }
+        )
     for name, reg in regs["backend"].items():
         cls = reg.cls
         props = {**COMMON_BACKEND_KEYS, "prefix": {"$ref": "#/$defs/prefix"}}
@@ -184,6 +198,13 @@ def build_schema(plugins) -> dict[str, Any]:
     defs["prefix"] = prefix_schema
     for name, reg in regs["builtin"].items():
         defs[f"builtin.{name}"] = {"description": reg.cls.description, **reg.cls.schema}
+    defs["step.builtin"]["allOf"] = [
+        {
+            "if": {"properties": {"builtin-id": {"const": name}}, "required": ["builtin-id"]},
+            "then": {"properties": {"param": {"$ref": f"#/$defs/builtin.{name}"}}},
+        }
+        for name in regs["builtin"]
+    ]
     for name, reg in regs["task type"].items():
         cls = reg.cls
         props = {
@@ -195,10 +216,15 @@ def build_schema(plugins) -> dict[str, Any]:
             props, ["id", "type", *cls.schema.get("required", ())], cls.description
         )
         if "backend-param" in props:  # a task storing copies: parameters per backend
+            # a backend with required parameters needs the object itself
+            needs = {b for b, breg in regs["backend"].items() if breg.cls.schema.get("required")}
             defs[f"task.{name}"]["allOf"] = [
                 {
                     "if": {"properties": {"backend": {"const": b}}, "required": ["backend"]},
-                    "then": {"properties": {"backend-param": {"$ref": f"#/$defs/backend.{b}"}}},
+                    "then": {
+                        "properties": {"backend-param": {"$ref": f"#/$defs/backend.{b}"}},
+                        **({"required": ["backend-param"]} if b in needs else {}),
+                    },
                 }
                 for b in regs["backend"]
             ]
@@ -211,7 +237,7 @@ def build_schema(plugins) -> dict[str, Any]:
         },
         "allOf": _select("type", {n: f"#/$defs/task.{n}" for n in regs["task type"]}),
     }
-    return {
+    schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "PALHM configuration",
@@ -253,51 +279,107 @@ def build_schema(plugins) -> dict[str, Any]:
         },
         "$defs": defs,
     }
+    schema = copy.deepcopy(schema)  # plugins' own dicts stay as they are
+    _describe_refs(schema, schema["$defs"])
+    return schema
+
+
+def _describe_refs(node: Any, defs: dict[str, Any]) -> None:
+    """Give every property that is only a ``$ref`` the description of what it
+    refers to, so that editors show it where the key is written."""
+    if isinstance(node, dict):
+        for key, sub in node.items():
+            if key == "properties" and isinstance(sub, dict):
+                for prop in sub.values():
+                    ref = prop.get("$ref", "") if isinstance(prop, dict) else ""
+                    if ref.startswith("#/$defs/") and "description" not in prop:
+                        target = defs.get(ref[len("#/$defs/") :], {})
+                        if "description" in target:
+                            prop["description"] = target["description"]
+            _describe_refs(sub, defs)
+    elif isinstance(node, list):
+        for sub in node:
+            _describe_refs(sub, defs)
 
 
 def validate(schema: dict, doc: Any, file: str) -> list[str]:
-    """Every problem of ``doc`` as ``FILE: path: problem`` lines."""
+    """Every problem of ``doc`` as ``FILE: path: problem`` lines, in the
+    order the places appear in the file."""
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(schema)
-    lines = []
+    found: list[tuple[tuple, str]] = []
     for err in validator.iter_errors(doc):
-        lines.extend(_describe(err, file))
-    return sorted(set(lines), key=lines.index)
+        found.extend(_describe(err, file))
+    lines: dict[str, tuple] = {}
+    for parts, line in found:
+        lines.setdefault(line, _position(doc, parts))
+    return sorted(lines, key=lambda line: lines[line])
 
 
-def _describe(err, file: str) -> list[str]:
+def _position(doc: Any, parts: tuple) -> tuple[int, ...]:
+    """Where ``parts`` is in ``doc``, as a sort key: the index of each key
+    among its object's keys, or of each item in its array."""
+    key = []
+    node = doc
+    for part in parts:
+        if isinstance(node, dict):
+            names = list(node)
+            key.append(names.index(part) if part in node else len(names))
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int):
+            key.append(part)
+            node = node[part] if 0 <= part < len(node) else None
+        else:
+            key.append(0)
+            node = None
+    return tuple(key)
+
+
+def _describe(err, file: str) -> list[tuple[tuple, str]]:
     if err.validator in ("allOf", "anyOf", "oneOf") and err.context:
-        return [line for sub in err.context for line in _describe(sub, file)]
+        return [found for sub in err.context for found in _describe(sub, file)]
     parts = tuple(err.absolute_path)
+
+    def at(where: tuple, problem: str) -> tuple[tuple, str]:
+        return where, f"{file}: {format_path(where) or '(top level)'}: {problem}"
+
     if err.validator == "required":
         missing = [k for k in err.validator_value if k not in err.instance]
-        return [str(Place(file, (*parts, k)).error("required")) for k in missing]
+        return [at((*parts, k), "required") for k in missing]
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = set(err.schema.get("properties", {}))
         extra = [k for k in err.instance if k not in allowed]
-        hint = ", ".join(sorted(allowed))
-        return [
-            str(Place(file, (*parts, k)).error(f"unknown key (expected one of: {hint})"))
-            for k in extra
-        ]
+        hint = ", ".join(sorted(allowed)) or "none"
+        return [at((*parts, k), f"unknown key (expected one of: {hint})") for k in extra]
+    value = err.validator_value
     if err.validator == "type":
-        expected = err.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        expected = " or ".join(value) if isinstance(value, list) else value
         problem = f"expected {expected}, got {_show(err.instance)}"
     elif err.validator in ("const", "enum"):
-        choices = [err.validator_value] if err.validator == "const" else err.validator_value
+        choices = [value] if err.validator == "const" else value
         problem = f"{_show(err.instance)} is not one of: {', '.join(map(str, choices))}"
+    elif err.validator == "minItems":
+        problem = "must not be empty" if value == 1 else f"needs at least {value} items"
+    elif err.validator == "minimum":
+        problem = f"must be at least {value}, got {_show(err.instance)}"
+    elif err.validator == "maximum":
+        problem = f"must be at most {value}, got {_show(err.instance)}"
     else:
-        problem = err.message
-    return [f"{file}: {format_path(parts) or '(top level)'}: {problem}"]
+        problem = err.message.replace("\n", " ")
+    return [at(parts, problem)]
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A value as the config file would write it, shortened."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
-    kind = {dict: "object", list: "array", str: "string", bool: "boolean"}.get(type(value))
-    if value is None:
-        kind = "null"
-    return f"{kind} {text}" if kind in ("object", "array") else text
+    if isinstance(value, dict):
+        return f"object {text}"
+    if isinstance(value, list):
+        return f"array {text}"
+    return text

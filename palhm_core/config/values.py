@@ -51,5 +51,5 @@ def parse_mode(value, place: Place) -> int:
     """A file mode written as an octal string (``"750"``)."""
     text = str(value).strip() if isinstance(value, str) else None
     if not text or any(c not in "01234567" for c in text) or int(text, 8) > 0o7777:
-        raise place.error(f"expected an octal mode such as \"750\", got {value!r}")
+        raise place.error(f'expected an octal mode such as "750", got {value!r}')
     return int(text, 8)
