@@ -1,11 +1,20 @@
 """PALHM's log on stderr: plain lines for cron mail and terminals, syslog
-priority prefixes (``<3>``) and no timestamps under systemd's journal."""
+priority prefixes (``<3>``) and no timestamps under systemd's journal.
+
+Every line goes through :func:`palhm_core.redact.redact`, so passwords in
+URLs and secret options never reach the log. While the progress display owns
+the terminal's last line (:func:`set_status_line`), a log line first erases
+it and the display redraws it after.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import threading
+
+from palhm_core.redact import redact
 
 LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
 PRIORITIES = {
@@ -42,9 +51,9 @@ class _Formatter(logging.Formatter):
         self.journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage()
+        text = redact(record.getMessage())
         if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+            text += "\n" + redact(self.formatException(record.exc_info))
         if self.journal:
             prio = PRIORITIES.get(record.levelno, 7 if record.levelno < logging.INFO else 6)
             return "\n".join(f"<{prio}>{line}" for line in text.splitlines() or [""])
@@ -53,16 +62,46 @@ class _Formatter(logging.Formatter):
         return f"palhm: {text}"
 
 
+#: Serialises writes to the terminal between log lines and the progress display.
+TERMINAL = threading.RLock()
+_status = None
+
+
+def set_status_line(status) -> None:
+    """Register (or, with None, drop) the progress display: an object with
+    ``erase()`` and ``draw()``, called with :data:`TERMINAL` held."""
+    global _status
+    with TERMINAL:
+        _status = status
+
+
+class _Handler(logging.StreamHandler):
+    def emit(self, record: logging.LogRecord) -> None:
+        with TERMINAL:
+            status = _status
+            if status is not None:
+                status.erase()
+            super().emit(record)
+            if status is not None:
+                status.draw()
+
+
 def setup(vl: int) -> logging.Logger:
     log = logging.getLogger("palhm")
     for h in list(log.handlers):
         log.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.setFormatter(_Formatter(under_journal()))
     log.addHandler(handler)
     log.setLevel(level_for(vl))
     log.propagate = False
     return log
+
+
+def error_line(text: str) -> str:
+    """A line PALHM prints outside the logger (the final error), with its
+    prefix and secrets hidden."""
+    return journal_prefix(logging.ERROR) + redact(text)
 
 
 def journal_prefix(level: int) -> str:

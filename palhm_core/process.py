@@ -4,7 +4,13 @@ Every child is started in a session (and process group) of its own, so that
 PALHM, not the terminal, decides when it stops, and ending the group also ends
 whatever the child started. :class:`Children` keeps every group PALHM started;
 :meth:`Children.stop` ends them all (SIGTERM, then SIGKILL after a grace
-period) and refuses new ones, which is what rollback and signals use.
+period) and refuses new ones, which is what rollback and signals use. When a
+child exits, what it left running in its group is killed with it
+(:meth:`Children.wait`), so a step cannot leave background jobs behind.
+
+A command that starts a session of its own (a daemon, as an init script
+started by an update routine) leaves PALHM's groups on purpose and is left
+alone. Under systemd the unit's cgroup ends everything when the unit stops.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ import subprocess
 import threading
 import time
 
-from palhm_core.errors import TaskError
+from palhm_core.errors import Interrupted, TaskError
 
 
-class Stopping(Exception):
-    """A child was about to start while PALHM is stopping."""
+class Stopping(TaskError):
+    """A child was about to start while PALHM is stopping after a failure."""
+
+    def __init__(self):
+        super().__init__("not starting another command: stopping after a failure")
 
 
 class Children:
@@ -27,12 +36,14 @@ class Children:
         self._lock = threading.Lock()
         self._live: set[subprocess.Popen] = set()
         self.stopping = False
+        #: The stop signal that made PALHM stop, if one did.
+        self.signum: int | None = None
 
     def spawn(self, argv, *, stdin, stdout, stderr, env=None, label=None) -> subprocess.Popen:
         """Start ``argv`` (no shell) in a new process group."""
         with self._lock:
             if self.stopping:
-                raise Stopping()
+                raise Interrupted(self.signum) if self.signum else Stopping()
             try:
                 proc = subprocess.Popen(
                     list(argv),
@@ -49,8 +60,10 @@ class Children:
         return proc
 
     def wait(self, proc: subprocess.Popen) -> int:
-        """Wait for ``proc`` and forget it."""
+        """Wait for ``proc``, kill what it left running in its group, and
+        forget it."""
         rc = proc.wait()
+        _killpg(proc.pid, signal.SIGKILL)
         self.forget(proc)
         return rc
 
@@ -58,11 +71,15 @@ class Children:
         with self._lock:
             self._live.discard(proc)
 
-    def stop(self, grace: float = 5.0) -> None:
+    def stop(self, grace: float = 5.0, signum: int | None = None) -> None:
         """End every child's process group: SIGTERM, then SIGKILL after
-        ``grace`` seconds. No child starts afterwards."""
+        ``grace`` seconds. No child starts afterwards: :meth:`spawn` raises
+        :class:`Interrupted` when ``signum`` (a stop signal) was given here or
+        before, else :class:`Stopping`."""
         with self._lock:
             self.stopping = True
+            if signum is not None and self.signum is None:
+                self.signum = signum
             procs = list(self._live)
         end_groups(procs, grace)
 

@@ -1,4 +1,10 @@
-"""Running one task with its events: started, then finished or failed."""
+"""Running one task with its events: started, then finished or failed.
+
+Every report a task returns is also kept, in the order the tasks finished, in
+``ctx.options["reports"]`` as (task id, report), so that a routine task that
+runs backups through ``task`` steps can report each of them
+(``palhm run --report``).
+"""
 
 from __future__ import annotations
 
@@ -14,5 +20,7 @@ def run_task(task: Task, ctx: RunContext):
     except BaseException as e:
         ctx.plugins.emit("palhm_task_failed", task=task, error=e)
         raise
+    if report is not None:
+        ctx.options.setdefault("reports", []).append((task.id, report))
     ctx.plugins.emit("palhm_task_finished", task=task, report=report)
     return report

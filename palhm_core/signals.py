@@ -2,8 +2,15 @@
 
 The handler does not raise into whatever Python is doing at that moment: it
 records the first signal and ends every child's process group from a helper
-thread. The code driving a task notices (:meth:`StopSignals.check`) at points
-where stopping is safe, rolls back and raises :class:`Interrupted`.
+thread (so that a command that was about to start is refused, and one that
+runs ends at once). The code driving a task notices (:meth:`StopSignals.check`)
+at points where stopping is safe, rolls back and raises :class:`Interrupted`.
+Only the first signal counts: a second Ctrl-C does not interrupt the rollback.
+
+The ``sigmask`` builtin blocks signals in the main thread, and the commands
+started afterwards inherit the mask. Helper threads PALHM starts
+(:func:`start_helper_thread`) block the stop signals themselves, so a blocked
+signal cannot be delivered to one of them behind the mask's back.
 """
 
 from __future__ import annotations
@@ -37,7 +44,12 @@ class StopSignals:
         if self.received is None:
             self.received = signum
             self._event.set()
-            threading.Thread(target=self.children.stop, name="palhm-stop", daemon=True).start()
+            threading.Thread(
+                target=self.children.stop,
+                kwargs={"signum": signum},
+                name="palhm-stop",
+                daemon=True,
+            ).start()
 
     def check(self) -> None:
         """Raise :class:`Interrupted` if a stop signal arrived."""
@@ -50,3 +62,16 @@ class StopSignals:
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds; True if a signal arrived."""
         return self._event.wait(timeout)
+
+
+def start_helper_thread(target, name: str) -> threading.Thread:
+    """Start a daemon thread with the stop signals blocked, so that they are
+    always delivered to the main thread (or stay pending while the ``sigmask``
+    builtin blocks them there)."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return thread

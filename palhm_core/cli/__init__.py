@@ -77,9 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     except PalhmError as e:
         if args.verbose:
             log.exception("traceback")
-        prefix = logs.journal_prefix(40)
         for line in str(e).splitlines() or [type(e).__name__]:
-            print(f"{prefix}{line}", file=sys.stderr)
+            print(logs.error_line(line), file=sys.stderr)
         return e.exit_status
     except KeyboardInterrupt:
         return 130

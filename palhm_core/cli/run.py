@@ -2,46 +2,199 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import sys
+import time
+
+RUN_DESCRIPTION = """\
+Run a task. A second run of the same task (same config) exits at once with
+status 75 naming the PID of the run in progress, or waits for it with --wait.
+SIGINT, SIGTERM and SIGHUP stop the run: its commands are ended, a backup copy
+being made is rolled back, and PALHM exits with 128+N.
+"""
+
+
+class _WaitAction(argparse.Action):
+    """``--wait``, ``--wait=SECONDS`` or ``--wait SECONDS``; in ``--wait TASK``
+    the word is the task, not a number of seconds."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values is None:
+            namespace.wait = math.inf
+            return
+        try:
+            seconds = float(values)
+        except ValueError:
+            namespace.wait = math.inf
+            namespace.wait_task = values
+            return
+        if math.isnan(seconds) or seconds < 0:
+            parser.error(f"{option_string}: expected a number of seconds >= 0, not {values!r}")
+        namespace.wait = seconds
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("run", help="run a task (default: the task named default)")
-    p.add_argument("task", nargs="?", default="default", metavar="TASK")
-    p.add_argument("--dry-run", action="store_true",
-                   help="run every backup into the null backend: nothing is stored")
-    p.set_defaults(func=cmd_run)
+    p = sub.add_parser(
+        "run",
+        help="run a task (default: the task named default)",
+        description=RUN_DESCRIPTION,
+    )
+    p.add_argument("task", nargs="?", default=None, metavar="TASK")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run every backup into the null backend: pipelines run, nothing is stored and "
+        "no backend is touched (the commands of routine tasks still run)",
+    )
+    p.add_argument(
+        "--wait",
+        nargs="?",
+        action=_WaitAction,
+        default=None,
+        metavar="SECONDS",
+        help="if the task is already running, wait for that run to end (at most SECONDS) "
+        "instead of exiting with status 75",
+    )
+    p.add_argument(
+        "--lock-dir",
+        metavar="DIR",
+        help="where lock files go (default: $PALHM_LOCK_DIR, else /run/lock/palhm as root, "
+        "$XDG_RUNTIME_DIR/palhm otherwise; without a usable one, the config file is locked)",
+    )
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write the run report (JSON) to FILE, replacing it in one step",
+    )
+    p.add_argument(
+        "--metrics-dir",
+        metavar="DIR",
+        help="write a Prometheus node-exporter textfile DIR/palhm_TASK.prom",
+    )
+    p.set_defaults(func=cmd_run, wait_task=None)
     p = sub.add_parser("plan", help="show what a task would run, in order, running nothing")
     p.add_argument("task", nargs="?", default="default", metavar="TASK")
     p.add_argument("--json", action="store_true", help="as JSON")
     p.set_defaults(func=cmd_plan)
 
 
+def _task_id(args) -> str:
+    if args.wait_task is not None:
+        if args.task is not None:
+            from palhm_core.errors import UsageError
+
+            raise UsageError(
+                f"--wait: expected a number of seconds, not {args.wait_task!r} (use --wait=SECONDS)"
+            )
+        return args.wait_task
+    return args.task if args.task is not None else "default"
+
+
+class _Outcome:
+    """What the report needs to know about the run, however it ends."""
+
+    def __init__(self, task_id: str):
+        self.task_id = task_id
+        self.task_type: str | None = None
+        self.options: dict = {}
+
+
 def cmd_run(args) -> int:
-    from palhm_core.cli import load_config
+    from palhm_core.errors import LockBusy, PalhmError
+
+    outcome = _Outcome(_task_id(args))
+    started = time.time()
+    try:
+        _run(args, outcome)
+    except LockBusy:
+        raise  # the run in progress writes the report and the metrics
+    except PalhmError as e:
+        _write_outputs(args, outcome, started, e, e.exit_status, strict=False)
+        raise
+    except BaseException as e:  # a bug in PALHM or a plugin: still say the run failed
+        _write_outputs(args, outcome, started, e, 1, strict=False)
+        raise
+    _write_outputs(args, outcome, started, None, 0, strict=True)
+    return 0
+
+
+def _run(args, outcome: _Outcome) -> None:
+    from palhm_core import progress
+    from palhm_core.cli import config_path, load_config
+    from palhm_core.errors import Interrupted, PalhmError
+    from palhm_core.lock import RunLock
     from palhm_core.process import Children
     from palhm_core.runner import run_task
     from palhm_core.signals import StopSignals
     from palhm_core.task import RunContext
 
     plugins, conf, vl = load_config(args)
-    task = conf.task(args.task)
+    task = conf.task(outcome.task_id)
+    outcome.task_type = task.name
     children = Children()
-    with StopSignals(children) as signals:
-        ctx = RunContext(
-            plugins=plugins,
-            children=children,
-            signals=signals,
-            vl=vl,
-            nb_workers=conf.nb_workers,
-            dry_run=args.dry_run,
-        )
-        try:
-            run_task(task, ctx)
-        finally:
-            children.stop(grace=2.0)
-    return 0
+    lock = RunLock(config_path(args), task.id, args.lock_dir)
+    try:
+        with StopSignals(children) as signals:
+            lock.acquire(args.wait, signals)
+            display = None
+            if progress.wanted(quiet=args.quiet):
+                display = progress.ProgressDisplay(outcome.options).start()
+            ctx = RunContext(
+                plugins=plugins,
+                children=children,
+                signals=signals,
+                vl=vl,
+                nb_workers=conf.nb_workers,
+                dry_run=args.dry_run,
+                options=outcome.options,
+            )
+            try:
+                run_task(task, ctx)
+            except PalhmError as e:
+                # A command ended by the signal may fail before PALHM notices the
+                # signal itself: the run was still stopped by it.
+                if signals.received is not None and not isinstance(e, Interrupted):
+                    raise Interrupted(signals.received) from e
+                raise
+            finally:
+                children.stop(grace=2.0)
+                if display is not None:
+                    display.stop()
+    finally:
+        lock.release()
+
+
+def _write_outputs(args, outcome: _Outcome, started: float, error, exit_status: int, *, strict):
+    if not args.report and not args.metrics_dir:
+        return
+    import logging
+
+    from palhm_core.report import ReportError, build_report, write_metrics, write_report
+
+    finished = time.time()
+    doc = build_report(
+        outcome.task_id,
+        outcome.task_type,
+        started,
+        finished,
+        list(outcome.options.get("reports", ())),
+        error,
+        exit_status,
+    )
+    try:
+        if args.report:
+            write_report(args.report, doc)
+        if args.metrics_dir:
+            write_metrics(args.metrics_dir, doc, finished)
+    except ReportError as e:
+        if strict:
+            raise
+        logging.getLogger("palhm").error("%s", e)
+
+
+# -- plan -----------------------------------------------------------------
 
 
 def cmd_plan(args) -> int:
@@ -49,12 +202,48 @@ def cmd_plan(args) -> int:
 
     _, conf, _ = load_config(args)
     task = conf.task(args.task)
-    lines = task.plan()
     if args.json:
-        json.dump({"task": task.id, "type": task.name, "steps": lines}, sys.stdout, indent=2)
+        doc = _plan_doc(task)
+        nested: dict = {}
+        _collect(task, conf.tasks, nested)
+        if nested:
+            doc["tasks"] = nested
+        json.dump(doc, sys.stdout, indent=2)
         print()
     else:
         print(f"{task.id} ({task.name})")
-        for line in lines:
-            print(f"  {line}")
+        _print_plan(task, conf.tasks, 1, [task.id])
     return 0
+
+
+def _plan_lines(task) -> list[str]:
+    from palhm_core.redact import redact
+
+    return [redact(line) for line in task.plan()]
+
+
+def _plan_doc(task) -> dict:
+    return {"task": task.id, "type": task.name, "steps": _plan_lines(task)}
+
+
+def _collect(task, tasks, out: dict) -> None:
+    """Every task ``task`` runs through pointers, transitively."""
+    for target, _ in task.pointers():
+        if target in tasks and target not in out:
+            out[target] = _plan_doc(tasks[target])
+            _collect(tasks[target], tasks, out)
+
+
+def _print_plan(task, tasks, depth: int, path: list[str]) -> None:
+    """The plan's lines; a task step is followed by that task's plan."""
+    pointers = [target for target, _ in task.pointers()]
+    k = 0
+    pad = "  " * depth
+    for line, raw in zip(_plan_lines(task), task.plan(), strict=True):
+        print(pad + line)
+        if k < len(pointers) and raw == f"task {pointers[k]}":
+            target = tasks.get(pointers[k])
+            k += 1
+            if target is not None and target.id not in path:
+                print(f"{pad}  {target.id} ({target.name})")
+                _print_plan(target, tasks, depth + 2, [*path, target.id])

@@ -1,0 +1,187 @@
+"""The run report (``palhm run --report FILE``) and the Prometheus
+node-exporter textfile (``palhm run --metrics-dir DIR``), both written
+atomically: a temporary file in the same directory, flushed, then renamed over
+the old one, so a reader sees the old document or the new one, never half.
+
+The report is one JSON document per run. For a backup task it is the backup's
+own report (see :func:`palhm_core.hookspecs.palhm_task_finished`: ``objects``
+with path, bytes, sha256, seconds and exit-codes; ``total-bytes``;
+``rotated``) plus ``type``, ``success`` and ``exit-status``. For any other
+task it has ``task``, ``type``, ``started``, ``finished``, ``seconds``,
+``success``, ``exit-status`` and ``runs``: the report of every backup the task
+ran through ``task`` steps, in order. A failed run has ``success: false``,
+``error`` (the line PALHM printed) and the reports of the backups that
+completed before the failure in ``runs``.
+
+The textfile ``palhm_TASK.prom`` holds, labelled ``{task="TASK"}``:
+``palhm_last_run_success`` (1 or 0), ``palhm_last_run_timestamp_seconds``,
+``palhm_last_run_duration_seconds``, ``palhm_last_run_bytes`` (bytes stored by
+the run, 0 when it failed), ``palhm_last_run_exit_status`` and
+``palhm_last_success_timestamp_seconds``, which a failed run carries over from
+the previous file (and leaves out when no run ever succeeded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import datetime, timezone
+from typing import Any
+
+from palhm_core.errors import PalhmError
+from palhm_core.redact import redact
+
+
+class ReportError(PalhmError):
+    """The report or the metrics could not be written."""
+
+
+def build_report(
+    task_id: str,
+    task_type: str | None,
+    started: float,
+    finished: float,
+    runs: list[tuple[str, dict[str, Any]]],
+    error: BaseException | None = None,
+    exit_status: int = 0,
+) -> dict[str, Any]:
+    """The run's document. ``runs``: (task id, report) of every task run that
+    made a report, in the order they finished; times are Unix times."""
+    status = {"success": error is None, "exit-status": exit_status}
+    if error is not None:
+        status["error"] = redact(str(error))
+    top = next((r for tid, r in runs if tid == task_id), None)
+    if top is not None and error is None and task_type == "backup":
+        doc = {"task": task_id, "type": task_type, **status}
+        doc.update((k, _redacted(k, v)) for k, v in top.items() if k != "task")
+        return doc
+    return {
+        "task": task_id,
+        "type": task_type,
+        "started": _iso(started),
+        "finished": _iso(finished),
+        "seconds": round(finished - started, 3),
+        **status,
+        "runs": [{k: _redacted(k, v) for k, v in r.items()} for _, r in runs],
+    }
+
+
+def report_bytes(doc: dict[str, Any]) -> int:
+    """Bytes the run stored: its own ``total-bytes`` or its runs' sum."""
+    if not doc.get("success"):
+        return 0
+    if "total-bytes" in doc:
+        return int(doc["total-bytes"])
+    return sum(int(r.get("total-bytes", 0)) for r in doc.get("runs", ()))
+
+
+def write_report(path: str, doc: dict[str, Any]) -> None:
+    text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    write_atomically(path, text.encode(), mode=0o644 & ~_umask())
+
+
+def write_metrics(directory: str, doc: dict[str, Any], finished: float) -> str:
+    """Write ``DIR/palhm_TASK.prom``; returns its path."""
+    task = doc["task"]
+    path = os.path.join(directory, f"palhm_{_file_part(task)}.prom")
+    success = bool(doc.get("success"))
+    last_success = finished if success else _old_value(path, "palhm_last_success_timestamp_seconds")
+    label = '{task="' + _label_value(task) + '"}'
+    lines: list[str] = []
+
+    def gauge(name: str, help_text: str, value) -> None:
+        if value is not None:
+            lines.extend((f"# HELP {name} {help_text}", f"# TYPE {name} gauge"))
+            lines.append(f"{name}{label} {_number(value)}")
+
+    gauge("palhm_last_run_success", "1 if the last run succeeded, else 0.", int(success))
+    gauge("palhm_last_run_timestamp_seconds", "When the last run ended.", finished)
+    gauge("palhm_last_run_duration_seconds", "How long the last run took.", doc.get("seconds"))
+    gauge("palhm_last_run_bytes", "Bytes stored by the last run.", report_bytes(doc))
+    gauge("palhm_last_run_exit_status", "Exit status of the last run.", doc.get("exit-status"))
+    gauge(
+        "palhm_last_success_timestamp_seconds", "When the last successful run ended.", last_success
+    )
+    write_atomically(path, ("\n".join(lines) + "\n").encode(), mode=0o644)
+    return path
+
+
+def write_atomically(path: str, data: bytes, mode: int) -> None:
+    """Replace ``path`` with ``data`` in one step (rename in the same directory)."""
+    path = os.path.abspath(path)
+    directory, name = os.path.split(path)
+    try:
+        # A name the node exporter ignores (not *.prom) while it is incomplete.
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise ReportError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ReportError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _redacted(key: str, value):
+    return redact(value) if isinstance(value, str) and key in ("backend", "error") else value
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat()
+
+
+def _file_part(task: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.@+-]", "_", task).lstrip(".") or "task"
+
+
+def _label_value(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+def _old_value(path: str, name: str) -> float | None:
+    """The sample of metric ``name`` in an earlier textfile, if any."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(name + "{") or line.startswith(name + " "):
+                    return float(line.rsplit(None, 1)[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
