@@ -28,11 +28,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 success, 1 a task failed, 2 usage or config error, "
         "75 the task is already running, 128+N stopped by signal N.",
     )
-    p.add_argument("-f", "--config", metavar="FILE", help=f"config file (default: $PALHM_CONFIG "
-                   f"or {DEFAULT_CONFIG})")
+    p.add_argument(
+        "-f",
+        "--config",
+        metavar="FILE",
+        help=f"config file (default: $PALHM_CONFIG or {DEFAULT_CONFIG})",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing when all is well")
-    p.add_argument("-v", "--verbose", action="count", default=0,
-                   help="say more (repeat for debug); tracebacks on errors")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="say more (repeat for debug); tracebacks on errors",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     run.add_parsers(sub)
     config.add_parser(sub)
@@ -83,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # stdout closed early, as by `| head`
-        try:
-            sys.stdout = None
-        finally:
-            return 1
+        # Point stdout at /dev/null so the interpreter's final flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 def effective_vl(args, config_vl: int) -> int:
