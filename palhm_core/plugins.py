@@ -220,7 +220,7 @@ class Plugins:
         wanted = MODULE_ALIASES.get(name, name)
         if wanted in self.infos:
             return
-        shown = repr(wanted) + (f" ({name!r})" if wanted != name else "")
+        shown = repr(wanted) if wanted == name else f"{wanted!r} (for module {name!r})"
         loaded = ", ".join(sorted(n for n, i in self.infos.items() if not i.builtin)) or "none"
         if wanted in self.failed:
             raise place.error(

@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 def cmd_config(args) -> int:
     if args.action == "init":
-        return _init(args.dir or DEFAULT_DIR)
+        return _init(args.dir or DEFAULT_DIR, quiet=args.quiet)
     if args.dir is not None:
         from palhm_core.errors import UsageError
 
@@ -44,12 +44,22 @@ def cmd_config(args) -> int:
 
     _, conf, _ = load_config(args)
     if args.action == "show":
-        json.dump(conf.merged, sys.stdout, indent=2, ensure_ascii=False)
+        # default=str: YAML dates in free-form values (boot-report) print as text
+        json.dump(conf.merged, sys.stdout, indent=2, ensure_ascii=False, default=str)
         print()
+    elif not args.quiet:
+        print(
+            f"{conf.files[0].path}: ok ({_count(len(conf.files), 'file')}, "
+            f"{_count(len(conf.execs), 'exec')}, {_count(len(conf.tasks), 'task')})"
+        )
     return 0
 
 
-def _init(target: str) -> int:
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _init(target: str, quiet: bool = False) -> int:
     """Write the default files into ``target``, never over an existing file."""
     from palhm_core.errors import PalhmError
 
@@ -61,11 +71,13 @@ def _init(target: str) -> int:
             os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            print(f"palhm: {dest} exists, left as it is", file=sys.stderr)
+            if not quiet:
+                print(f"palhm: {dest} exists, left as it is", file=sys.stderr)
             continue
         except OSError as e:
             raise PalhmError(f"cannot write {dest}: {e.strerror}") from None
         with os.fdopen(fd, "wb") as f:
             f.write(content)
-        print(f"palhm: wrote {dest}", file=sys.stderr)
+        if not quiet:
+            print(f"palhm: wrote {dest}", file=sys.stderr)
     return 0
