@@ -1,0 +1,177 @@
+"""palhm-dirstore: a PALHM backend that keeps each copy as a plain directory.
+
+``DIR/PREFIX/PATH`` for every object. A copy is written under the hidden name
+``DIR/.partial-PREFIX`` and renamed to ``DIR/PREFIX`` when complete, so a
+half-made copy never looks like one. This is the whole plugin: the entry point
+in pyproject.toml names this module, and ``palhm_backends`` returns the class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+
+from palhm_core import Backend, BackendError, CopyInfo, PrefixExists, Sink, hookimpl
+from palhm_core.manifest import MANIFEST_NAME, parse_manifest
+
+STAGING = ".partial-"
+
+
+@contextlib.contextmanager
+def os_errors(what: str):
+    """An OSError becomes a BackendError: one line for the administrator
+    instead of a traceback."""
+    try:
+        yield
+    except OSError as e:
+        raise BackendError(f"dirstore: cannot {what}: {e.strerror or e}") from None
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_manifest(copy_dir: str) -> dict | None:
+    """The copy's manifest; None while it is missing (an incomplete copy)."""
+    try:
+        with open(os.path.join(copy_dir, MANIFEST_NAME), "rb") as f:
+            return parse_manifest(f.read())
+    except OSError:
+        return None
+
+
+class FileSink(Sink):
+    """One object: PALHM calls write() with the pipeline's output, then
+    close() on success or abort() on failure."""
+
+    def __init__(self, path: str):
+        with os_errors(f"create {path}"):
+            self.file = open(path, "xb")  # noqa: SIM115 - closed by close()/abort()
+
+    def write(self, data: memoryview) -> None:
+        with os_errors(f"write {self.file.name}"):
+            self.file.write(data)
+
+    def close(self) -> None:
+        with os_errors(f"write {self.file.name}"):
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+
+    def abort(self) -> None:
+        self.file.close()
+
+
+class DirStoreBackend(Backend):
+    name = "dirstore"
+    description = "Copies as plain directories under DIR."
+    schema = {
+        "properties": {
+            "dir": {
+                "type": "string",
+                "description": "The directory holding the copies; it must exist.",
+            },
+        },
+        "required": ["dir"],
+    }
+
+    def __init__(self, params, place):
+        # Check the parameters, touch nothing: this runs for `palhm config check`.
+        super().__init__(params, place)
+        if not os.path.isabs(params["dir"]):
+            raise (place / "dir").error("must be an absolute path")
+        self.dir = params["dir"]
+        self.staging: str | None = None  # the copy being made, until committed
+        self.final = ""
+        self.renamed = False
+
+    def describe(self) -> str:
+        return f"dirstore:{self.dir}"
+
+    def open(self) -> None:
+        if not os.path.isdir(self.dir):
+            raise BackendError(f"dirstore: {self.dir} is not a directory")
+
+    def clean_leftovers(self) -> list[str]:
+        # Runs of one task never overlap, and a DIR belongs to one task, so
+        # any staging directory found here was left by a run that died.
+        removed = []
+        with os_errors(f"list {self.dir}"):
+            for name in os.listdir(self.dir):
+                if name.startswith(STAGING):
+                    shutil.rmtree(os.path.join(self.dir, name))
+                    removed.append(os.path.join(self.dir, name))
+        return removed
+
+    def begin(self, prefix: str) -> None:
+        final = os.path.join(self.dir, prefix)
+        if os.path.lexists(final):
+            raise PrefixExists(f"{final} exists")
+        staging = os.path.join(self.dir, STAGING + prefix)
+        with os_errors(f"create {staging}"):
+            os.mkdir(staging)
+        self.staging, self.final, self.renamed = staging, final, False
+
+    def sink(self, path: str, alloc_size: int | None) -> Sink:
+        # `path` is checked by the core: relative, no "..", no empty parts.
+        full = os.path.join(self.staging, *path.split("/"))
+        with os_errors(f"create {os.path.dirname(full)}"):
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+        return FileSink(full)
+
+    def commit(self) -> None:
+        # The manifest has been written by now: one rename makes it all visible,
+        # after everything is on disk.
+        with os_errors(f"commit {self.final}"):
+            for top, dirs, _ in os.walk(self.staging, topdown=False):
+                for d in dirs:
+                    fsync_dir(os.path.join(top, d))
+            fsync_dir(self.staging)
+            os.rename(self.staging, self.final)
+            self.renamed = True
+            fsync_dir(self.dir)
+        self.staging = None
+
+    def rollback(self) -> None:
+        # Any point after begin(), even after a commit() that failed late.
+        if self.staging is not None:
+            shutil.rmtree(self.final if self.renamed else self.staging, ignore_errors=True)
+            self.staging = None
+
+    def list_copies(self) -> list[CopyInfo]:
+        copies = []
+        with os_errors(f"list {self.dir}"):
+            for entry in os.scandir(self.dir):
+                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                    continue  # staging directories, and anything PALHM did not make
+                manifest = read_manifest(entry.path)
+                size = sum(
+                    os.path.getsize(os.path.join(top, f))
+                    for top, _, files in os.walk(entry.path)
+                    for f in files
+                )
+                objects = len(manifest["objects"]) if manifest else None
+                copies.append(CopyInfo(entry.name, manifest is not None, size, objects, manifest))
+        return copies
+
+    def delete_copy(self, prefix: str) -> None:
+        # Rename first, so an interrupted deletion leaves a leftover, not a copy.
+        doomed = os.path.join(self.dir, STAGING + prefix)
+        with os_errors(f"delete {prefix}"):
+            os.rename(os.path.join(self.dir, prefix), doomed)
+            shutil.rmtree(doomed)
+
+    def open_object(self, prefix: str, path: str):
+        # A plain binary file: reads are bounded by what the caller asks for.
+        # A missing object raises FileNotFoundError, as the contract wants.
+        return open(os.path.join(self.dir, prefix, *path.split("/")), "rb")  # noqa: SIM115
+
+
+@hookimpl
+def palhm_backends():
+    return [DirStoreBackend]
