@@ -138,7 +138,8 @@ class ProgressDisplay:
         try:
             width = os.get_terminal_size(self.stream.fileno()).columns
         except (OSError, ValueError, AttributeError):
-            width = 80
+            width = 0
+        width = width if width > 20 else 80  # a terminal that does not say
         line = "palhm: " + "  ".join(parts)
         if len(line) > width - 1:
             line = line[: max(0, width - 2)] + "…"
