@@ -113,6 +113,9 @@ def cmd_run(args) -> int:
     except PalhmError as e:
         _write_outputs(args, outcome, started, e, e.exit_status, strict=False)
         raise
+    except KeyboardInterrupt as e:  # Ctrl-C before the stop signals were caught
+        _write_outputs(args, outcome, started, e, 130, strict=False)
+        raise
     except BaseException as e:  # a bug in PALHM or a plugin: still say the run failed
         _write_outputs(args, outcome, started, e, 1, strict=False)
         raise
