@@ -1,0 +1,18 @@
+"""The ``aws-s3`` backend: copies as objects in an AWS S3 bucket or any
+S3-compatible store (MinIO, Ceph, R2, B2, Wasabi), uploaded from the pipeline
+as it runs.
+
+This module only registers the backend class; boto3 is imported when a
+backend is opened (:mod:`palhm_s3.client`), never by ``palhm --help`` or
+``palhm plugins``.
+"""
+
+from __future__ import annotations
+
+from palhm_core import hookimpl
+from palhm_s3.backend import S3Backend
+
+
+@hookimpl
+def palhm_backends():
+    return [S3Backend]

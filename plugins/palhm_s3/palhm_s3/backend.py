@@ -1,0 +1,369 @@
+"""The aws-s3 backend class: copies as objects ``ROOT/PREFIX/PATH`` in a bucket.
+
+A copy being written holds a marker object, ``ROOT/PREFIX/.palhm-partial``,
+from :meth:`begin` until :meth:`commit` has finished; its manifest, written
+last, is what makes it complete. So a prefix with the marker and no manifest
+is what a crashed run left, which the next run removes, and a prefix with
+neither was not made by PALHM and is never touched. Rotation puts the marker
+back and deletes the manifest first, so an interrupted deletion is cleaned up
+the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from palhm_core import Backend, BackendError, CopyInfo, PrefixExists, Sink
+from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
+from palhm_s3.errors import NO_KEY, S3Errors, error_code
+from palhm_s3.params import SCHEMA, Settings
+from palhm_s3.schedule import PartSchedule
+
+log = logging.getLogger("palhm")
+
+#: The marker of a copy that is being written (or that a crashed run left).
+MARKER_NAME = ".palhm-partial"
+MARKER_TEXT = (
+    b"PALHM is writing this copy, or a run that did was interrupted: it is not complete "
+    b"until palhm-manifest.json is present.\n"
+)
+#: Files of a copy that are PALHM's own, not backup objects.
+OWN_FILES = frozenset({MANIFEST_NAME, SUMS_NAME, MARKER_NAME})
+#: Keys per DeleteObjects request, the most S3 takes.
+DELETE_BATCH = 1000
+
+
+@dataclass
+class _Prefix:
+    """What one listing of ROOT found under one PREFIX."""
+
+    keys: list[str] = field(default_factory=list)
+    size: int = 0  # backup objects only
+    objects: int = 0
+    manifest: bool = False
+    marker: bool = False
+
+
+class S3Backend(Backend):
+    name = "aws-s3"
+    description = (
+        "Copies as objects in an AWS S3 bucket or an S3-compatible store, streamed as "
+        "multipart uploads with bounded memory."
+    )
+    schema = SCHEMA
+
+    def __init__(self, params, place):
+        super().__init__(params, place)
+        self.settings = Settings.parse(params, place)
+        self.bucket = self.settings.bucket
+        self.base = f"{self.settings.root}/" if self.settings.root else ""
+        self.errors = S3Errors(self.bucket, self.settings.endpoint_url)
+        self.client: Any = None
+        self.prefix: str | None = None
+        self._lock = threading.Lock()
+        self._uploads: dict[str, str] = {}  # upload id -> key, of this copy
+        self._stored: dict[str, int] = {}  # key -> size, of this copy
+
+    def describe(self) -> str:
+        where = f"s3://{self.bucket}/{self.settings.root}"
+        if self.settings.endpoint_url:
+            where += f" at {self.settings.endpoint_url}"
+        return where
+
+    def _url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def _copy_key(self, prefix: str) -> str:
+        return f"{self.base}{prefix}/"
+
+    # -- the connection --------------------------------------------------------
+
+    def open(self) -> None:
+        from palhm_s3.client import make_client
+
+        pool = max(10, (os.cpu_count() or 2) * self.settings.max_concurrency + 4)
+        self.client = make_client(self.settings, self.errors, pool)
+        with self.errors(f"cannot use {self.describe()}"):
+            self.client.head_bucket(Bucket=self.bucket)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    # -- what ROOT holds -------------------------------------------------------
+
+    def _scan(self) -> dict[str, _Prefix]:
+        """Every first-level PREFIX under ROOT with what it holds; keys right
+        in ROOT are not PALHM's and are left out."""
+        found: dict[str, _Prefix] = {}
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.base
+        )
+        with self.errors(f"cannot list {self.describe()}"):
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    rest = obj["Key"][len(self.base) :]
+                    prefix, sep, path = rest.partition("/")
+                    if not sep or not prefix:
+                        continue
+                    entry = found.setdefault(prefix, _Prefix())
+                    entry.keys.append(obj["Key"])
+                    if path == MANIFEST_NAME:
+                        entry.manifest = True
+                    elif path == MARKER_NAME:
+                        entry.marker = True
+                    elif path != SUMS_NAME:
+                        entry.size += obj["Size"]
+                        entry.objects += 1
+        return found
+
+    def list_copies(self) -> list[CopyInfo]:
+        return [
+            CopyInfo(prefix, entry.manifest, entry.size, entry.objects)
+            for prefix, entry in self._scan().items()
+            if entry.manifest or entry.marker
+        ]
+
+    def clean_leftovers(self) -> list[str]:
+        removed = []
+        scan = self._scan()
+        for prefix, entry in sorted(scan.items()):
+            if prefix == self.prefix or not entry.marker:
+                continue
+            if entry.manifest:  # a crash between the manifest and the marker's removal
+                self._delete_keys([f"{self._copy_key(prefix)}{MARKER_NAME}"])
+                continue
+            aborted = self._abort_uploads(self._copy_key(prefix))
+            self._delete_copy_keys(prefix, entry.keys)
+            removed.append(
+                f"incomplete copy {self._url(self._copy_key(prefix))} ({len(entry.keys)} "
+                f"objects, {aborted} unfinished uploads)"
+            )
+        ours = {p for p, e in scan.items() if e.marker or e.manifest} - {self.prefix}
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        stale = []
+        with self.errors(f"cannot list the unfinished uploads of {self.describe()}"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.base):
+                for up in page.get("Uploads", ()):
+                    prefix, sep, _ = up["Key"][len(self.base) :].partition("/")
+                    if sep and prefix in ours:
+                        stale.append((up["Key"], up["UploadId"]))
+        for key, upload_id in stale:
+            self._abort_upload(key, upload_id)
+            removed.append(f"unfinished upload of {self._url(key)}")
+        return removed
+
+    # -- making a copy ----------------------------------------------------------
+
+    def begin(self, prefix: str) -> None:
+        copy_key = self._copy_key(prefix)
+        with self.errors(f"cannot use {self.describe()}"):
+            reply = self.client.list_objects_v2(Bucket=self.bucket, Prefix=copy_key, MaxKeys=1)
+        if reply.get("KeyCount", len(reply.get("Contents", ()))):
+            raise PrefixExists(f"{self._url(copy_key)} exists")
+        self.prefix = prefix
+        self._uploads.clear()
+        self._stored.clear()
+        self._put_marker(prefix)
+
+    def _put_marker(self, prefix: str) -> None:
+        key = f"{self._copy_key(prefix)}{MARKER_NAME}"
+        with self.errors(f"cannot create {self._url(key)}"):
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=MARKER_TEXT, **self.settings.sse_args()
+            )
+
+    def sink(self, path: str, alloc_size: int | None) -> Sink:
+        from palhm_s3.upload import UploadSink
+
+        assert self.prefix is not None and self.client is not None
+        if path == MARKER_NAME:
+            raise BackendError(f"object path {path!r} is reserved by the aws-s3 backend")
+        key = f"{self._copy_key(self.prefix)}{path}"
+        extra = self.settings.sse_args()
+        if path not in OWN_FILES and self.settings.sink_storage_class:
+            extra["StorageClass"] = self.settings.sink_storage_class
+        st = self.settings
+        return UploadSink(
+            self.client,
+            self.bucket,
+            key,
+            self._url(key),
+            self.errors,
+            schedule=PartSchedule.plan(st.part_size, st.part_growth_interval, alloc_size),
+            max_concurrency=st.max_concurrency,
+            extra=extra,
+            checksum=st.checksum,
+            on_start=self._upload_started,
+            on_done=self._stored_object,
+        )
+
+    def _upload_started(self, key: str, upload_id: str) -> None:
+        with self._lock:
+            self._uploads[upload_id] = key
+
+    def _stored_object(self, key: str, size: int) -> None:
+        with self._lock:
+            self._stored[key] = size
+
+    def commit(self) -> None:
+        assert self.prefix is not None
+        copy_key = self._copy_key(self.prefix)
+        if f"{copy_key}{MANIFEST_NAME}" not in self._stored:
+            raise BackendError(f"{self._url(copy_key)}: commit before the manifest was written")
+        rot = self.settings.rot_storage_class
+        if rot and rot != (self.settings.sink_storage_class or "STANDARD"):
+            self._reclass(copy_key, rot)
+        self._delete_keys([f"{copy_key}{MARKER_NAME}"])
+        self.prefix = None
+
+    def _reclass(self, copy_key: str, storage_class: str) -> None:
+        from palhm_s3.reclass import change_storage_class
+
+        for key, size in sorted(self._stored.items()):
+            if key[len(copy_key) :] in OWN_FILES:
+                continue
+            change_storage_class(
+                self.client,
+                self.bucket,
+                key,
+                size,
+                storage_class,
+                extra=self.settings.sse_args(),
+                errors=self.errors,
+                on_start=self._upload_started,
+            )
+
+    def rollback(self) -> None:
+        prefix = self.prefix
+        if prefix is None:
+            return
+        copy_key = self._copy_key(prefix)
+        # No longer complete first, then the rest; the marker goes last so
+        # that whatever a failure here leaves is removed by the next run.
+        self._delete_keys([f"{copy_key}{MANIFEST_NAME}"])
+        with self._lock:
+            uploads = dict(self._uploads)
+        for upload_id, key in uploads.items():
+            self._abort_upload(key, upload_id)
+        self._abort_uploads(copy_key)
+        keys = self._list_keys(copy_key)
+        self._delete_copy_keys(prefix, keys)
+        self.prefix = None
+
+    # -- old copies --------------------------------------------------------------
+
+    def delete_copy(self, prefix: str) -> None:
+        copy_key = self._copy_key(prefix)
+        keys = self._list_keys(copy_key)
+        if not keys:
+            return
+        self._put_marker(prefix)
+        self._delete_keys([f"{copy_key}{MANIFEST_NAME}"])
+        self._delete_copy_keys(prefix, keys)
+
+    def open_object(self, prefix: str, path: str):
+        key = f"{self._copy_key(prefix)}{path}"
+        try:
+            with self.errors(f"cannot read {self._url(key)}"):
+                reply = self.client.get_object(Bucket=self.bucket, Key=key)
+        except BackendError as e:
+            if error_code(e.__cause__) in NO_KEY:
+                raise FileNotFoundError(self._url(key)) from None
+            raise
+        return io.BufferedReader(_BodyReader(reply["Body"], self.errors, self._url(key)), 1 << 20)
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _list_keys(self, key_prefix: str) -> list[str]:
+        keys = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=key_prefix
+        )
+        with self.errors(f"cannot list {self._url(key_prefix)}"):
+            for page in pages:
+                keys.extend(obj["Key"] for obj in page.get("Contents", ()))
+        return keys
+
+    def _delete_copy_keys(self, prefix: str, keys: list[str]) -> None:
+        """Delete a copy's ``keys``, the manifest first and the marker last."""
+        copy_key = self._copy_key(prefix)
+        manifest = f"{copy_key}{MANIFEST_NAME}"
+        marker = f"{copy_key}{MARKER_NAME}"
+        rest = [k for k in keys if k not in (manifest, marker)]
+        if manifest in keys:
+            self._delete_keys([manifest])
+        self._delete_keys(rest)
+        self._delete_keys([marker])
+
+    def _delete_keys(self, keys: list[str]) -> None:
+        """DeleteObjects, :data:`DELETE_BATCH` keys a request; keys already
+        gone are not an error."""
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            with self.errors(f"cannot delete from {self.describe()}"):
+                reply = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            failed = [e for e in reply.get("Errors", ()) if e.get("Code") != "NoSuchKey"]
+            if failed:
+                first = failed[0]
+                raise BackendError(
+                    f"cannot delete {self._url(first.get('Key', '?'))}"
+                    + (f" and {len(failed) - 1} more" if len(failed) > 1 else "")
+                    + f": {first.get('Code')}: {first.get('Message', '')}".rstrip(": ")
+                )
+
+    def _abort_uploads(self, key_prefix: str) -> int:
+        """Abort every unfinished multipart upload under ``key_prefix``;
+        how many there were."""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        uploads = []
+        with self.errors(f"cannot list the unfinished uploads of {self._url(key_prefix)}"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=key_prefix):
+                uploads.extend((u["Key"], u["UploadId"]) for u in page.get("Uploads", ()))
+        for key, upload_id in uploads:
+            self._abort_upload(key, upload_id)
+        return len(uploads)
+
+    def _abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            with self.errors(f"cannot abort the upload of {self._url(key)}"):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except BackendError as e:
+            if error_code(e.__cause__) != "NoSuchUpload":
+                raise
+        with self._lock:
+            self._uploads.pop(upload_id, None)
+
+
+class _BodyReader(io.RawIOBase):
+    """An object's body as a raw stream, read as it arrives."""
+
+    def __init__(self, body, errors: S3Errors, where: str):
+        super().__init__()
+        self._body = body
+        self._errors = errors
+        self._where = where
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        with self._errors(f"cannot read {self._where}"):
+            data = self._body.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()

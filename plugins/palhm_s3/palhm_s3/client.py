@@ -1,0 +1,38 @@
+"""Making the boto3 S3 client. The only module that imports boto3, and only
+when a backend is opened: ``palhm --help``, ``palhm plugins`` and runs of
+other backends never load it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from palhm_s3.errors import S3Errors
+from palhm_s3.params import Settings
+
+
+def make_client(settings: Settings, errors: S3Errors, pool_size: int) -> Any:
+    """A low-level S3 client (thread-safe) for ``settings``."""
+    import boto3
+    from botocore.config import Config
+
+    s3_options: dict[str, Any] = {}
+    if settings.addressing_style:
+        s3_options["addressing_style"] = settings.addressing_style
+    options: dict[str, Any] = {
+        "retries": {"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+        "max_pool_connections": pool_size,
+        "s3": s3_options,
+    }
+    if settings.checksum is None:
+        # Only where S3 requires one (DeleteObjects): for servers that reject the
+        # checksum headers botocore sends by default.
+        options["request_checksum_calculation"] = "when_required"
+        options["response_checksum_validation"] = "when_required"
+    with errors("cannot set up the S3 client"):
+        session = boto3.session.Session(profile_name=settings.profile)
+        return session.client(
+            "s3",
+            region_name=settings.region,
+            endpoint_url=settings.endpoint_url,
+            config=Config(**options),
+        )

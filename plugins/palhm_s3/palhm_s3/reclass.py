@@ -1,0 +1,92 @@
+"""Moving a stored object to another storage class by a server-side copy
+onto itself: CopyObject up to 5 GiB, a multipart copy (UploadPartCopy) above,
+as S3 requires. The bytes never pass through PALHM."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from palhm_s3.errors import S3Errors
+from palhm_s3.schedule import MAX_PART_SIZE, MAX_PARTS, MiB
+
+log = logging.getLogger("palhm")
+
+#: The largest object CopyObject copies in one request.
+MAX_COPY_SIZE = 5 << 30
+#: Part size of multipart copies (raised when 10,000 parts would not do).
+COPY_PART_SIZE = 512 * MiB
+
+
+def copy_part_size(size: int, part_size: int = COPY_PART_SIZE) -> int:
+    """The part size that copies ``size`` bytes in at most 10,000 parts."""
+    needed = -(-size // MAX_PARTS)
+    return min(MAX_PART_SIZE, max(part_size, -(-needed // MiB) * MiB))
+
+
+def change_storage_class(
+    client: Any,
+    bucket: str,
+    key: str,
+    size: int,
+    storage_class: str,
+    *,
+    extra: dict[str, str],
+    errors: S3Errors,
+    on_start: Callable[[str, str], None] = lambda key, upload_id: None,
+    threshold: int = MAX_COPY_SIZE,
+    part_size: int = COPY_PART_SIZE,
+) -> None:
+    """Copy ``key`` (``size`` bytes) onto itself in ``storage_class``,
+    keeping its metadata; ``extra`` are the encryption arguments."""
+    where = f"s3://{bucket}/{key}"
+    source = {"Bucket": bucket, "Key": key}
+    if size <= threshold:
+        with errors(f"cannot move {where} to storage class {storage_class}"):
+            client.copy_object(
+                Bucket=bucket,
+                Key=key,
+                CopySource=source,
+                StorageClass=storage_class,
+                MetadataDirective="COPY",
+                **extra,
+            )
+        return
+    step = copy_part_size(size, part_size)
+    with errors(f"cannot move {where} to storage class {storage_class}"):
+        head = client.head_object(Bucket=bucket, Key=key)
+        upload_id = client.create_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            StorageClass=storage_class,
+            Metadata=head.get("Metadata", {}),
+            ContentType=head.get("ContentType", "binary/octet-stream"),
+            **extra,
+        )["UploadId"]
+    on_start(key, upload_id)
+    try:
+        parts = []
+        with errors(f"cannot move {where} to storage class {storage_class}"):
+            for number, start in enumerate(range(0, size, step), 1):
+                end = min(size, start + step) - 1
+                reply = client.upload_part_copy(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceRange=f"bytes={start}-{end}",
+                    CopySourceIfMatch=head["ETag"],
+                )
+                parts.append({"ETag": reply["CopyPartResult"]["ETag"], "PartNumber": number})
+            client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        log.debug("%s: moved to %s in %d copied parts", where, storage_class, len(parts))
+    except BaseException:
+        try:
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except Exception as e:  # rollback aborts it again
+            log.debug("%s: cannot abort the copy: %s", where, e)
+        raise

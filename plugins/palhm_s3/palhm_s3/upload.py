@@ -1,0 +1,308 @@
+"""Streaming one object into S3 from the sink's ``write()`` calls.
+
+Bytes are gathered in part-sized buffers. A stream that ends within the first
+part is one PUT. Otherwise a multipart upload starts and each full buffer is
+sent as a part by a small thread pool while the next one fills; at most
+``max_concurrency`` parts are in flight, so memory stays at about
+``(max_concurrency + 1) × part size`` whatever the object's size. Part sizes
+follow a :class:`~palhm_s3.schedule.PartSchedule`. Buffers are reused, never
+copied: a part's body is a read-only view of its buffer.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from palhm_core import BackendError, Sink
+from palhm_s3.errors import S3Errors
+from palhm_s3.schedule import MAX_PARTS, PartSchedule
+
+log = logging.getLogger("palhm")
+
+#: How long a blocked write() waits for a free slot before looking for errors.
+_POLL = 0.5
+
+
+class BufferBody(io.RawIOBase):
+    """A seekable, read-only file over the first ``length`` bytes of a
+    buffer: what botocore reads (and re-reads on a retry) as a request body."""
+
+    def __init__(self, buf: bytearray, length: int):
+        super().__init__()
+        self._view = memoryview(buf)[:length]
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = min(len(b), len(self._view) - self._pos)
+        if n <= 0:
+            return 0
+        b[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        end = (
+            len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        )
+        data = self._view[self._pos : end].tobytes()
+        self._pos = max(self._pos, end)
+        return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        if not self.closed:
+            self._view.release()
+        super().close()
+
+
+class UploadSink(Sink):
+    """One object of the copy being made, streamed to ``key``.
+
+    :param client: the boto3 S3 client.
+    :param extra: arguments of PutObject/CreateMultipartUpload (storage
+        class, server-side encryption).
+    :param checksum: the checksum algorithm (``SHA256``) or ``None``.
+    :param on_start: told ``(key, upload_id)`` when a multipart upload begins.
+    :param on_done: told ``(key, size)`` when the object is stored.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        where: str,
+        errors: S3Errors,
+        *,
+        schedule: PartSchedule,
+        max_concurrency: int,
+        extra: dict[str, str],
+        checksum: str | None,
+        on_start: Callable[[str, str], None] = lambda key, upload_id: None,
+        on_done: Callable[[str, int], None] = lambda key, size: None,
+    ):
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.where = where
+        self.errors = errors
+        self.schedule = schedule
+        self.max_concurrency = max_concurrency
+        self.extra = extra
+        self.checksum = checksum
+        self.on_start = on_start
+        self.on_done = on_done
+        self.upload_id: str | None = None
+        self.size = 0
+        self._buf: bytearray | None = None
+        self._fill = 0
+        self._number = 0  # parts sent so far
+        self._parts: dict[int, dict[str, str]] = {}
+        self._free: list[bytearray] = []
+        self._slots = threading.Semaphore(max_concurrency)
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: list[Future] = []
+        self._error: BaseException | None = None
+        self._finished = False
+
+    # -- the Sink contract ---------------------------------------------------
+
+    def write(self, data: memoryview) -> None:
+        self._raise_failure()
+        while len(data):
+            if self._buf is None:
+                self._buf = self._take_buffer(self.schedule.size(self._number + 1))
+                self._fill = 0
+            elif self._fill == len(self._buf):
+                # More bytes after a full part: it cannot be the only one.
+                self._send_part(self._buf, self._fill)
+                self._buf = None
+                continue
+            n = min(len(data), len(self._buf) - self._fill)
+            self._buf[self._fill : self._fill + n] = data[:n]
+            self._fill += n
+            self.size += n
+            data = data[n:]
+
+    def close(self) -> None:
+        self._raise_failure()
+        if self.upload_id is None:
+            self._put_whole()
+        else:
+            if self._buf is not None and self._fill:
+                self._send_part(self._buf, self._fill)
+            self._buf = None
+            self._wait_all()
+            self._raise_failure()
+            parts = [self._parts[n] for n in sorted(self._parts)]
+            with self.errors(f"cannot complete the upload of {self.where}"):
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+            log.debug("%s: %d bytes in %d parts", self.where, self.size, len(parts))
+        self._finished = True
+        self._release()
+        self.on_done(self.key, self.size)
+
+    def abort(self) -> None:
+        """Stop sending parts, wait for the ones in flight and abort the
+        multipart upload; rollback deletes whatever else remains."""
+        if self._error is None:
+            self._error = BackendError(f"{self.where}: upload aborted")
+        self._wait_all()
+        self._release()
+        if self.upload_id is not None and not self._finished:
+            try:
+                with self.errors(f"cannot abort the upload of {self.where}"):
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+                    )
+            except BackendError as e:  # rollback tries again
+                log.debug("%s", e)
+
+    # -- internals -----------------------------------------------------------
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _take_buffer(self, size: int) -> bytearray:
+        with self._lock:
+            while self._free:
+                buf = self._free.pop()
+                if len(buf) == size:
+                    return buf
+        return bytearray(size)
+
+    def _give_back(self, buf: bytearray) -> None:
+        with self._lock:
+            if not self._finished and len(self._free) < self.max_concurrency + 1:
+                self._free.append(buf)
+
+    def _put_whole(self) -> None:
+        buf = self._buf if self._buf is not None else bytearray()
+        body = BufferBody(buf, self._fill)
+        kwargs = dict(self.extra)
+        if self.checksum:
+            kwargs["ChecksumAlgorithm"] = self.checksum
+        try:
+            with self.errors(f"cannot store {self.where}"):
+                self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **kwargs)
+        finally:
+            body.close()
+        log.debug("%s: %d bytes in one PUT", self.where, self.size)
+
+    def _start(self) -> None:
+        kwargs = dict(self.extra)
+        if self.checksum:
+            kwargs["ChecksumAlgorithm"] = self.checksum
+        with self.errors(f"cannot start the upload of {self.where}"):
+            reply = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **kwargs)
+        self.upload_id = reply["UploadId"]
+        self.on_start(self.key, self.upload_id)
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.max_concurrency, thread_name_prefix="palhm-s3-part"
+        )
+
+    def _send_part(self, buf: bytearray, length: int) -> None:
+        if self._number >= MAX_PARTS:
+            raise BackendError(
+                f"{self.where}: more than {self.schedule.capacity()} bytes, the most "
+                f"{MAX_PARTS} parts hold with part-size {self.schedule.first} "
+                "(raise part-size or let parts grow)"
+            )
+        if self.upload_id is None:
+            self._start()
+        while not self._slots.acquire(timeout=_POLL):
+            self._raise_failure()
+        self._raise_failure_releasing()
+        self._number += 1
+        number = self._number
+        log.debug("%s: part %d, %d bytes", self.where, number, length)
+        assert self._pool is not None
+        try:
+            fut = self._pool.submit(self._upload_part, number, buf, length)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._futures.append(fut)
+
+    def _raise_failure_releasing(self) -> None:
+        if self._error is not None:
+            self._slots.release()
+            raise self._error
+
+    def _upload_part(self, number: int, buf: bytearray, length: int) -> None:
+        body = BufferBody(buf, length)
+        try:
+            if self._error is not None:
+                return
+            kwargs = {"ChecksumAlgorithm": self.checksum} if self.checksum else {}
+            with self.errors(f"cannot upload part {number} of {self.where}"):
+                reply = self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    PartNumber=number,
+                    Body=body,
+                    **kwargs,
+                )
+            part = {"ETag": reply["ETag"], "PartNumber": number}
+            if self.checksum:
+                # Servers that do not keep checksums do not echo them: then
+                # the completion must not name them either.
+                value = reply.get(f"Checksum{self.checksum}")
+                if value:
+                    part[f"Checksum{self.checksum}"] = value
+            with self._lock:
+                self._parts[number] = part
+        except BaseException as e:
+            if self._error is None:
+                self._error = e
+            raise
+        finally:
+            body.close()
+            self._give_back(buf)
+            self._slots.release()
+
+    def _wait_all(self) -> None:
+        for fut in self._futures:
+            try:
+                fut.result()
+            except BaseException as e:  # noqa: BLE001 - kept as the sink's error
+                if self._error is None:
+                    self._error = e
+        self._futures = []
+
+    def _release(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        with self._lock:
+            self._free.clear()
+        self._buf = None

@@ -1,0 +1,299 @@
+"""The life of copies on S3: complete only with the manifest, rotation,
+rollback of failed and stopped runs, leftovers of killed runs, storage
+classes, encryption."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from .util import (
+    MANIFEST,
+    MARKER,
+    PALHM,
+    TRICKLE,
+    config,
+    copies,
+    manifest,
+    obj,
+    run_palhm,
+    s3_task,
+    wait_for,
+)
+
+MiB = 1 << 20
+ROOT = "palhm/backup"
+
+
+def put_foreign(bucket) -> list[str]:
+    """Objects PALHM did not make, in and around ROOT."""
+    keys = [f"{ROOT}/notes.txt", f"{ROOT}/foreign/data.bin", "elsewhere/file", f"{ROOT}x/y"]
+    for k in keys:
+        bucket.put(k)
+    return keys
+
+
+def test_a_copy_is_its_objects_sums_and_manifest(tmp_path, bucket):
+    conf = config(
+        tmp_path,
+        s3_task(
+            bucket, [obj("etc/hosts.txt", "echo", "127.0.0.1 localhost")], root="/palhm/backup/"
+        ),
+    )
+    result = run_palhm("run", "backup", config=conf)
+    assert result.returncode == 0, result.stderr
+    (prefix,) = copies(bucket)
+    assert bucket.key_list() == sorted(
+        f"{ROOT}/{prefix}/{p}" for p in ("etc/hosts.txt", "SHA256SUMS", MANIFEST)
+    )
+    assert manifest(bucket, prefix)["objects"][0]["path"] == "etc/hosts.txt"
+
+
+def test_rotation_keeps_the_newest_and_never_touches_foreign_objects(tmp_path, bucket):
+    foreign = put_foreign(bucket)
+    task = s3_task(bucket, [obj("a", "head", "-c", "1000", "/dev/urandom")], **{"nb-copy-limit": 2})
+    conf = config(tmp_path, task)
+    made = []
+    for _ in range(3):
+        result = run_palhm("run", "backup", config=conf)
+        assert result.returncode == 0, result.stderr
+        made.append(copies(bucket)[-1])
+    assert copies(bucket) == made[1:]
+    listed = run_palhm("backups", "list", "--json", "backup", config=conf)
+    assert listed.returncode == 0, listed.stderr
+    import json
+
+    rows = json.loads(listed.stdout)["copies"]
+    assert [(r["prefix"], r["complete"], r["size"], r["objects"]) for r in rows] == [
+        (p, True, 1000, 1) for p in made[1:]
+    ]
+    # By total size: only the copy just made fits, and it is never deleted.
+    task["backend-param"]["root-size-limit"] = "1"
+    task["backend-param"]["nb-copy-limit"] = "Infinity"
+    conf = config(tmp_path, task)
+    result = run_palhm("run", "backup", config=conf)
+    assert result.returncode == 0, result.stderr
+    (last,) = copies(bucket)
+    assert last > made[-1]
+    assert set(foreign) <= set(bucket.key_list())
+    assert not [k for k in bucket.key_list() if k.endswith(MARKER)]
+
+
+def test_rotation_of_a_copy_of_1500_objects_lists_pages_and_deletes_in_batches(tmp_path, bucket):
+    old = "2000-01-01T00:00:00+00:00"
+    keys = [f"{ROOT}/{old}/f/{i:04d}" for i in range(1500)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: bucket.put(k, b"x"), keys))
+    bucket.put(f"{ROOT}/{old}/{MANIFEST}", b'{"objects": [], "size": 1500}')
+    conf = config(tmp_path, s3_task(bucket, [obj("a", "echo", "new")], **{"nb-copy-limit": 1}))
+    listed = run_palhm("backups", "list", "--json", "backup", config=conf)
+    assert '"size": 1500' in listed.stdout, listed.stdout + listed.stderr
+    result = run_palhm("run", "backup", config=conf)
+    assert result.returncode == 0, result.stderr
+    assert bucket.key_list(f"{ROOT}/{old}/") == []
+    assert len(copies(bucket)) == 1
+
+
+def failing_script(nbytes: int, code: int) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        f"import os, sys; sys.stdout.buffer.write(os.urandom({nbytes})); sys.exit({code})",
+    ]
+
+
+def test_a_failing_pipeline_leaves_no_object_and_no_upload(tmp_path, bucket):
+    foreign = put_foreign(bucket)
+    task = s3_task(
+        bucket,
+        [
+            obj("first", "head", "-c", str(6 * MiB), "/dev/urandom", group="one"),
+            {
+                "path": "second",
+                "group": "two",
+                "pipeline": [{"type": "exec-inline", "argv": failing_script(12 * MiB, 3)}],
+            },
+        ],
+        groups=[{"id": "one"}, {"id": "two", "depends": ["one"]}],
+        **{"part-size": 5 * MiB},
+    )
+    result = run_palhm("-vvvv", "run", "backup", config=config(tmp_path, task))
+    assert result.returncode == 1, result.stderr
+    assert "exit" in result.stderr and "second" in result.stderr
+    assert "/second: part 2" in result.stderr  # it was a multipart upload
+    assert sorted(bucket.key_list()) == sorted(foreign)
+    assert bucket.uploads() == []
+
+
+def start_slow_run(tmp_path, bucket):
+    task = s3_task(
+        bucket,
+        [
+            {
+                "path": "slow",
+                "pipeline": [
+                    {"type": "exec-inline", "argv": [sys.executable, TRICKLE, str(12 * MiB), "60"]}
+                ],
+            }
+        ],
+        **{"part-size": 5 * MiB},
+    )
+    proc = subprocess.Popen(
+        [PALHM, "-f", str(config(tmp_path, task)), "run", "backup"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: bucket.uploads(), what="a multipart upload")
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_rolls_back_uploads_and_objects(tmp_path, bucket, sig):
+    foreign = put_foreign(bucket)
+    proc = start_slow_run(tmp_path, bucket)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert sorted(bucket.key_list()) == sorted(foreign)
+    assert bucket.uploads() == []
+
+
+def test_kill_9_leftovers_are_removed_by_the_next_run(tmp_path, bucket):
+    foreign = put_foreign(bucket)
+    proc = start_slow_run(tmp_path, bucket)
+    proc.kill()
+    proc.communicate(timeout=60)
+    leftover = [k for k in bucket.key_list() if k.endswith(f"/{MARKER}")]
+    assert len(leftover) == 1
+    assert bucket.uploads()
+    # Also a copy whose rotation was interrupted: marker back, manifest gone.
+    bucket.put(f"{ROOT}/1999-12-31T00:00:00+00:00/{MARKER}")
+    bucket.put(f"{ROOT}/1999-12-31T00:00:00+00:00/a")
+    conf = config(tmp_path, s3_task(bucket, [obj("a", "echo", "next")]))
+    result = run_palhm("run", "backup", config=conf)
+    assert result.returncode == 0, result.stderr
+    assert "objects, 1 unfinished uploads)" in result.stderr
+    assert "objects, 0 unfinished uploads)" in result.stderr
+    (prefix,) = copies(bucket)
+    assert sorted(bucket.key_list()) == sorted(
+        [*foreign, *(f"{ROOT}/{prefix}/{p}" for p in ("a", "SHA256SUMS", MANIFEST))]
+    )
+    assert bucket.uploads() == []
+
+
+def test_storage_classes_sink_then_rotate_with_the_manifest_readable(tmp_path, bucket):
+    task = s3_task(
+        bucket,
+        [
+            obj("small", "echo", "cold"),
+            obj("multi", "head", "-c", str(12 * MiB), "/dev/urandom"),
+        ],
+        **{
+            "part-size": 5 * MiB,
+            "sink-storage-class": "STANDARD_IA",
+            "rot-storage-class": "GLACIER",
+        },
+    )
+    conf = config(tmp_path, task)
+    result = run_palhm("run", "backup", config=conf)
+    assert result.returncode == 0, result.stderr
+    (prefix,) = copies(bucket)
+    base = f"{ROOT}/{prefix}"
+    for path in ("small", "multi"):
+        assert bucket.head(f"{base}/{path}").get("StorageClass") == "GLACIER"
+    for path in (MANIFEST, "SHA256SUMS"):
+        assert bucket.head(f"{base}/{path}").get("StorageClass", "STANDARD") == "STANDARD"
+    assert manifest(bucket, prefix)["objects"][1]["size"] == 12 * MiB
+    assert not bucket.key_list(f"{base}/{MARKER}")
+    assert bucket.uploads() == []
+    listed = run_palhm("backups", "list", "backup", config=conf)
+    assert listed.returncode == 0 and "complete" in listed.stdout, listed.stderr
+    verify = run_palhm("backups", "verify", "backup", config=conf)
+    if bucket.server.archive_unreadable:
+        assert verify.returncode == 1
+        (line,) = verify.stderr.strip().splitlines()
+        assert "restore it" in line and f"{base}/small" in line
+    else:
+        assert verify.returncode == 0, verify.stderr
+
+
+def test_storage_class_sink_only(tmp_path, bucket):
+    conf = config(
+        tmp_path,
+        s3_task(bucket, [obj("a", "echo", "ia")], **{"sink-storage-class": "STANDARD_IA"}),
+    )
+    assert run_palhm("run", "backup", config=conf).returncode == 0
+    (prefix,) = copies(bucket)
+    assert bucket.head(f"{ROOT}/{prefix}/a").get("StorageClass") == "STANDARD_IA"
+    assert bucket.head(f"{ROOT}/{prefix}/{MANIFEST}").get("StorageClass", "STANDARD") == "STANDARD"
+
+
+def test_multipart_copy_changes_the_class_of_large_objects(bucket):
+    if not bucket.server.part_copy:
+        pytest.skip(f"{bucket.server.kind} has no UploadPartCopy")
+    from palhm_s3.errors import S3Errors
+    from palhm_s3.reclass import change_storage_class
+
+    data = os.urandom(12 * MiB + 123)
+    bucket.put("big", data)
+    change_storage_class(
+        bucket.client,
+        bucket.name,
+        "big",
+        len(data),
+        "STANDARD_IA",
+        extra={},
+        errors=S3Errors(bucket.name, bucket.endpoint),
+        threshold=5 * MiB,
+        part_size=5 * MiB,
+    )
+    head = bucket.head("big")
+    assert head["StorageClass"] == "STANDARD_IA"
+    assert head["ContentLength"] == len(data)
+    assert head["ETag"].strip('"').endswith("-3")
+    assert bucket.sha256("big") == (len(data), hashlib.sha256(data).hexdigest())
+    assert bucket.uploads() == []
+
+
+def test_server_side_encryption(tmp_path, bucket):
+    conf = config(tmp_path, s3_task(bucket, [obj("secret", "echo", "x")], sse="AES256"))
+    result = run_palhm("run", "backup", config=conf)
+    assert result.returncode == 0, result.stderr
+    (prefix,) = copies(bucket)
+    for path in ("secret", MANIFEST, "SHA256SUMS"):
+        assert bucket.head(f"{ROOT}/{prefix}/{path}")["ServerSideEncryption"] == "AES256"
+
+
+def test_an_existing_prefix_is_never_reused(bucket):
+    from palhm_s3.backend import S3Backend
+
+    from palhm_core import PrefixExists
+    from palhm_core.config.place import Place
+
+    bucket.put(f"{ROOT}/taken/x")
+    backend = S3Backend(
+        {"bucket": bucket.name, "root": ROOT, "endpoint-url": bucket.endpoint}, Place("t", ())
+    )
+    backend.open()
+    try:
+        with pytest.raises(PrefixExists):
+            backend.begin("taken")
+        assert bucket.key_list() == [f"{ROOT}/taken/x"]
+        backend.begin("free")
+        assert bucket.key_list(f"{ROOT}/free/") == [f"{ROOT}/free/{MARKER}"]
+        backend.rollback()
+        assert bucket.key_list() == [f"{ROOT}/taken/x"]
+    finally:
+        backend.close()
