@@ -37,3 +37,82 @@ def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Regenerate the reference parts of doc/config.md and doc/plugins.md
+    (tools/gen_docs.py): the config keys from the schema of the core and of
+    every plugin under plugins/, the hookspecs, the Backend contract and the
+    example plugin. ``nox -s docs -- --check`` only checks; the tests fail
+    while these parts are stale."""
+    install_palhm(session)
+    session.run("python", "tools/gen_docs.py", *session.posargs)
+
+
+def _checkout_copy(target: str) -> None:
+    """The checkout as it would be committed: tracked files and new ones that
+    .gitignore does not exclude (so no .nox, .venv, build or palhm-backups),
+    with their current content; symbolic links stay links."""
+    import shutil
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for rel in filter(None, listed.split("\0")):
+        src = os.path.join(ROOT, rel)
+        if not os.path.lexists(src):  # deleted, not yet committed
+            continue
+        dest = os.path.join(target, rel)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copy2(src, dest, follow_symlinks=False)
+
+
+@nox.session
+def readme(session: nox.Session) -> None:
+    """Run the README's two set-up commands as written, in a fresh copy of
+    the checkout (not part of a bare ``nox``).
+
+    The commands are read from the first two ```sh blocks of README.md, never
+    retyped. The first runs unchanged: it makes a venv, installs PALHM and its
+    backends and makes a backup, which is then checked with ``sha256sum -c``
+    as the README says. The second (install nox, run ``nox``) would run the
+    whole test suite a second time, which the ``tests`` session already does,
+    and would double the time of CI. It runs with ``--list`` appended, which
+    must show ``lint`` and ``tests`` as the default sessions, then with
+    ``-s lint`` appended, which proves nox installs and runs a session from
+    the fresh copy. ``nox -s readme -- full`` runs it exactly as written
+    instead. It cannot recurse: ``readme`` is not a default session, so the
+    inner ``nox`` never runs it. The copy is removed at the end.
+    """
+    import re
+    import shutil
+    import tempfile
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"^```sh\n(.*?)^```$", f.read(), re.M | re.S)
+    if len(blocks) < 2:
+        session.error("README.md: the two set-up commands (```sh blocks) are missing")
+    setup, test = (b.strip() for b in blocks[:2])
+    work = tempfile.mkdtemp(prefix="palhm-readme-")
+    try:
+        _checkout_copy(work)
+        with session.chdir(work):
+            session.run("bash", "-euc", setup, external=True)
+            session.run(
+                "bash", "-euc", "cd palhm-backups/*/ && sha256sum -c SHA256SUMS", external=True
+            )
+            if session.posargs == ["full"]:
+                session.run("bash", "-euc", test, external=True)
+                return
+            listed = session.run("bash", "-euc", test + " --list", external=True, silent=True)
+            for name in ("lint", "tests"):
+                if not re.search(rf"^\* {name}\b", listed or "", re.M):
+                    session.error(f"`{test} --list` does not show {name} as a default session")
+            session.run("bash", "-euc", test + " -s lint", external=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
