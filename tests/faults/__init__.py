@@ -1,0 +1,2 @@
+"""Fault injection and fuzzing (a package, so that its conftest does not
+shadow the suite's own ``conftest`` module)."""

@@ -1,0 +1,61 @@
+"""Fixtures of the fault suite and the figures it prints at the end.
+
+The S3 server and bucket helpers are the aws-s3 tests' own (tests/s3/conftest.py),
+imported rather than copied; this suite starts servers of its own because it
+kills them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from s3.conftest import SERVER, s3_env, start_server  # noqa: F401 - fixture
+
+from .util import FIGURES, SEED, TRIALS, FaultBucket
+
+
+def pytest_report_header(config):
+    return f"palhm faults: seed {SEED}, {TRIALS} kill -9 trials per backend"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not FIGURES.trials and not FIGURES.fuzz_cases:
+        return  # the fault suite did not run
+    terminalreporter.section("palhm fault suite figures")
+    for line in FIGURES.lines():
+        terminalreporter.write_line(line)
+
+
+def wait_answering(server, timeout: float = 30.0) -> None:
+    client = server.client()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.list_buckets()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def fault_s3_server(request, tmp_path_factory):
+    """An S3 server of this suite's own (module-wide)."""
+    request.getfixturevalue("s3_env")
+    server = start_server(SERVER, tmp_path_factory.mktemp("faults-s3"))
+    try:
+        wait_answering(server)
+        yield server
+    finally:
+        server.stop()
+
+
+_count = iter(range(1, 1 << 30))
+
+
+@pytest.fixture
+def fault_bucket(fault_s3_server) -> FaultBucket:
+    return FaultBucket(fault_s3_server, f"palhm-faults-{next(_count)}-{os.getpid()}").create()
