@@ -221,11 +221,17 @@ class Bucket:
         return sorted(keys)
 
     def uploads(self, prefix: str = "") -> list[tuple[str, str]]:
+        from botocore.exceptions import ClientError
+
         found = []
-        for page in self.client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=self.name, Prefix=prefix
-        ):
-            found.extend((u["Key"], u["UploadId"]) for u in page.get("Uploads", ()))
+        try:
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.name, Prefix=prefix
+            ):
+                found.extend((u["Key"], u["UploadId"]) for u in page.get("Uploads", ()))
+        except ClientError as e:  # rclone's answer when there are none
+            if e.response["Error"]["Code"] != "NoSuchUpload":
+                raise
         return found
 
     def put(self, key: str, data: bytes = b"not PALHM's") -> None:

@@ -22,15 +22,8 @@ __all__ = ["PALHM", "inline", "run_palhm", "write_config"]
 
 def s3_task(bucket, objects, task_id="backup", root="palhm/backup", **params) -> dict:
     """An aws-s3 backup task storing into ``bucket`` under ``root``."""
-    return backup_task(
-        task_id,
-        "aws-s3",
-        objects,
-        bucket=bucket.name,
-        root=root,
-        **{"endpoint-url": bucket.endpoint},
-        **params,
-    )
+    params = {"bucket": bucket.name, "root": root, "endpoint-url": bucket.endpoint, **params}
+    return backup_task(task_id, "aws-s3", objects, **params)
 
 
 def config(tmp_path, *tasks, **top) -> Path:

@@ -62,7 +62,7 @@ class S3Backend(Backend):
         self.settings = Settings.parse(params, place)
         self.bucket = self.settings.bucket
         self.base = f"{self.settings.root}/" if self.settings.root else ""
-        self.errors = S3Errors(self.bucket, self.settings.endpoint_url)
+        self.errors = S3Errors()
         self.client: Any = None
         self.prefix: str | None = None
         self._lock = threading.Lock()
@@ -87,9 +87,16 @@ class S3Backend(Backend):
         from palhm_s3.client import make_client
 
         pool = max(10, (os.cpu_count() or 2) * self.settings.max_concurrency + 4)
-        self.client = make_client(self.settings, self.errors, pool)
-        with self.errors(f"cannot use {self.describe()}"):
-            self.client.head_bucket(Bucket=self.bucket)
+        self.client = make_client(self.settings, self.errors, pool, self.describe())
+        try:
+            with self.errors(f"cannot use {self.describe()}"):
+                self.client.head_bucket(Bucket=self.bucket)
+        except BackendError as e:
+            if error_code(e.__cause__) in ("404", "NotFound"):  # HEAD has no error code
+                raise BackendError(
+                    f"cannot use {self.describe()}: the bucket does not exist"
+                ) from e.__cause__
+            raise
 
     def close(self) -> None:
         if self.client is not None:
@@ -146,14 +153,11 @@ class S3Backend(Backend):
                 f"objects, {aborted} unfinished uploads)"
             )
         ours = {p for p, e in scan.items() if e.marker or e.manifest} - {self.prefix}
-        paginator = self.client.get_paginator("list_multipart_uploads")
         stale = []
-        with self.errors(f"cannot list the unfinished uploads of {self.describe()}"):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.base):
-                for up in page.get("Uploads", ()):
-                    prefix, sep, _ = up["Key"][len(self.base) :].partition("/")
-                    if sep and prefix in ours:
-                        stale.append((up["Key"], up["UploadId"]))
+        for key, upload_id in self._list_uploads(self.base):
+            prefix, sep, _ = key[len(self.base) :].partition("/")
+            if sep and prefix in ours:
+                stale.append((key, upload_id))
         for key, upload_id in stale:
             self._abort_upload(key, upload_id)
             removed.append(f"unfinished upload of {self._url(key)}")
@@ -324,14 +328,25 @@ class S3Backend(Backend):
     def _abort_uploads(self, key_prefix: str) -> int:
         """Abort every unfinished multipart upload under ``key_prefix``;
         how many there were."""
-        paginator = self.client.get_paginator("list_multipart_uploads")
-        uploads = []
-        with self.errors(f"cannot list the unfinished uploads of {self._url(key_prefix)}"):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=key_prefix):
-                uploads.extend((u["Key"], u["UploadId"]) for u in page.get("Uploads", ()))
+        uploads = self._list_uploads(key_prefix)
         for key, upload_id in uploads:
             self._abort_upload(key, upload_id)
         return len(uploads)
+
+    def _list_uploads(self, key_prefix: str) -> list[tuple[str, str]]:
+        """``(key, upload id)`` of the unfinished multipart uploads under
+        ``key_prefix``, all pages."""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        uploads = []
+        try:
+            with self.errors(f"cannot list the unfinished uploads of {self._url(key_prefix)}"):
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=key_prefix):
+                    uploads.extend((u["Key"], u["UploadId"]) for u in page.get("Uploads", ()))
+        except BackendError as e:
+            # rclone answers so when there are none.
+            if error_code(e.__cause__) != "NoSuchUpload":
+                raise
+        return uploads
 
     def _abort_upload(self, key: str, upload_id: str) -> None:
         try:

@@ -10,7 +10,7 @@ from palhm_s3.errors import S3Errors
 from palhm_s3.params import Settings
 
 
-def make_client(settings: Settings, errors: S3Errors, pool_size: int) -> Any:
+def make_client(settings: Settings, errors: S3Errors, pool_size: int, where: str) -> Any:
     """A low-level S3 client (thread-safe) for ``settings``."""
     import boto3
     from botocore.config import Config
@@ -28,7 +28,7 @@ def make_client(settings: Settings, errors: S3Errors, pool_size: int) -> Any:
         # checksum headers botocore sends by default.
         options["request_checksum_calculation"] = "when_required"
         options["response_checksum_validation"] = "when_required"
-    with errors("cannot set up the S3 client"):
+    with errors(f"cannot use {where}"):
         session = boto3.session.Session(profile_name=settings.profile)
         return session.client(
             "s3",

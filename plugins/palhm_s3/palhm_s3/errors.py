@@ -1,6 +1,6 @@
 """botocore's exceptions as one line for the administrator.
 
-Every S3 call of the backend runs inside :func:`s3_errors`, which turns what
+Every S3 call of the backend runs inside :class:`S3Errors`, which turns what
 botocore raises into a :class:`palhm_core.BackendError` saying what PALHM was
 doing, where, and what went wrong, in words rather than error codes where the
 cause is a usual mistake (no such bucket, no credentials, access denied, the
@@ -38,63 +38,51 @@ def error_code(exc: BaseException) -> str | None:
     return str(response.get("Error", {}).get("Code", "")) or None
 
 
-def explain(exc: BaseException, bucket: str, endpoint: str | None) -> str:
-    """Why an S3 call failed, in one line."""
+def explain(exc: BaseException) -> str:
+    """Why an S3 call failed, in words; the caller says what and where."""
     import botocore.exceptions as bx
 
-    where = f"endpoint {endpoint}" if endpoint else "AWS S3"
     if isinstance(exc, bx.ClientError):
         code = error_code(exc) or "?"
         message = str(exc.response.get("Error", {}).get("Message", "")).strip()
         if code in NO_BUCKET:
-            return f"bucket {bucket!r} does not exist at {where}"
+            return "the bucket does not exist"
         if code in DENIED:
             detail = f" ({code}: {message})" if message and not code.isdigit() else ""
             return (
-                f"access to bucket {bucket!r} at {where} denied{detail}: check the "
-                "credentials (profile, AWS_* variables) and the bucket's permissions"
+                f"access denied{detail}: check the credentials (profile, AWS_* variables) "
+                "and the bucket's permissions"
             )
         if code == "InvalidObjectState":
             return (
                 "the object is in an archive storage class (GLACIER, DEEP_ARCHIVE): "
                 "restore it before reading"
             )
-        text = f"{code}: {message}" if message else code
-        return f"{text} (bucket {bucket!r} at {where})"
+        return f"{code}: {message}" if message else code
     if isinstance(exc, bx.NoCredentialsError):
         return (
-            f"no AWS credentials found for bucket {bucket!r}: set a profile, the "
-            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY variables or ~/.aws/credentials"
+            "no AWS credentials found: set a profile, the AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY variables, or ~/.aws/credentials"
         )
-    if isinstance(exc, bx.PartialCredentialsError):
-        return f"incomplete AWS credentials for bucket {bucket!r}: {exc}"
-    if isinstance(exc, bx.ProfileNotFound):
-        return f"{exc} (bucket {bucket!r})"
     if isinstance(
         exc,
-        (
-            bx.EndpointConnectionError,
-            bx.ConnectTimeoutError,
-            bx.ProxyConnectionError,
-            bx.SSLError,
-        ),
+        (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ProxyConnectionError, bx.SSLError),
     ):
-        return f"cannot reach {where} for bucket {bucket!r}: {exc}"
+        return f"cannot reach the endpoint: {exc}"
     if isinstance(exc, (bx.ReadTimeoutError, bx.ConnectionClosedError, bx.HTTPClientError)):
-        return f"the connection to {where} failed (bucket {bucket!r}): {exc}"
-    return f"{type(exc).__name__}: {exc} (bucket {bucket!r} at {where})"
+        return f"the connection failed: {exc}"
+    if isinstance(exc, (bx.ProfileNotFound, bx.PartialCredentialsError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 class S3Errors:
-    """The bucket and endpoint that messages name."""
-
-    def __init__(self, bucket: str, endpoint: str | None):
-        self.bucket = bucket
-        self.endpoint = endpoint
+    """Turns botocore's exceptions into :class:`BackendError`."""
 
     @contextmanager
     def __call__(self, what: str):
-        """Turn botocore's exceptions raised inside into ``what: why``."""
+        """Turn botocore's exceptions raised inside into ``what: why``;
+        ``what`` names the bucket (an ``s3://`` URL) and where it is."""
         try:
             yield
         except BackendError:
@@ -102,7 +90,7 @@ class S3Errors:
         except Exception as e:
             if not _is_botocore(e):
                 raise
-            raise BackendError(f"{what}: {explain(e, self.bucket, self.endpoint)}") from e
+            raise BackendError(f"{what}: {explain(e)}") from e
 
 
 def _is_botocore(exc: BaseException) -> bool:
