@@ -277,24 +277,7 @@ SAMPLES = sorted(
 )
 
 
-def _has_backend(name: str) -> bool:
-    from palhm_core.plugins import Plugins
-
-    return name in Plugins().registries["backend"]
-
-
-# TODO(docs): drop this skip once plugins/palhm_s3 is committed.
-NEEDS_S3 = pytest.mark.skipif(
-    not _has_backend("aws-s3"),
-    reason="aws.sample.jsonc needs palhm-s3, which is still being written (plugins/palhm_s3)",
-)
-
-
-@pytest.mark.parametrize(
-    "path",
-    [pytest.param(p, marks=NEEDS_S3) if p.name == "aws.sample.jsonc" else p for p in SAMPLES],
-    ids=[p.name for p in SAMPLES],
-)
+@pytest.mark.parametrize("path", SAMPLES, ids=[p.name for p in SAMPLES])
 def test_conf_sample_is_valid_and_plannable(path):
     check = run_palhm("config", "check", config=path)
     assert check.returncode == 0, check.stderr
