@@ -109,7 +109,32 @@ def parse_file(path: str) -> dict[str, Any]:
         doc = _parse_json5(text, path)
     if not isinstance(doc, dict):
         raise ConfigError(f"the top level must be an object ({{...}}), not {_type_name(doc)}", path)
-    return doc
+    return _join_surrogates(doc, Place(path))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _join_surrogates(value: Any, place: Place) -> Any:
+    """Strings as JSON means them: the parsers keep an escaped UTF-16 pair
+    (``"\\ud83d\\ude00"``, as ``json.dumps`` writes any character beyond
+    U+FFFF) as two code points; join each pair, and refuse a lone half, which
+    no file name, argument or variable can hold."""
+    if isinstance(value, str):
+        if not _SURROGATE.search(value):
+            return value
+        try:
+            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        except UnicodeDecodeError:
+            shown = value.encode("ascii", "backslashreplace").decode()
+            raise place.error(f'"{shown}" holds half of a UTF-16 surrogate pair') from None
+    if isinstance(value, list):
+        return [_join_surrogates(v, place / i) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {
+            _join_surrogates(k, place): _join_surrogates(v, place / k) for k, v in value.items()
+        }
+    return value
 
 
 def _type_name(value: Any) -> str:
