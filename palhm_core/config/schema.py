@@ -372,6 +372,10 @@ def _describe(err, file: str) -> list[tuple[tuple, str]]:
 
 def _show(value: Any) -> str:
     """A value as the config file would write it, shortened."""
+    import datetime
+
+    if isinstance(value, (datetime.date, datetime.datetime)):  # YAML reads 2026-01-01 so
+        return f"the date {value.isoformat()} (quote it)"
     try:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
