@@ -71,6 +71,8 @@ class S3Server:
     part_copy: bool = False
     #: Archived objects (GLACIER) refuse GetObject.
     archive_unreadable: bool = False
+    #: Checksums sent with uploads are kept (HeadObject ChecksumMode).
+    keeps_checksums: bool = False
     features: set[str] = field(default_factory=set)
 
     def client(self, key_id: str = KEY_ID, secret: str = SECRET):
@@ -105,7 +107,12 @@ def start_server(kind: str, workdir: Path, *, strict: bool = False) -> S3Server:
         if strict:
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
         argv = [_program("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-        server_kw = {"part_sizes": True, "part_copy": True, "archive_unreadable": True}
+        server_kw = {
+            "part_sizes": True,
+            "part_copy": True,
+            "archive_unreadable": True,
+            "keeps_checksums": True,
+        }
     elif kind == "rclone":
         data = workdir / f"rclone-data-{port}"
         data.mkdir()

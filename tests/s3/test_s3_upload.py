@@ -159,3 +159,25 @@ def test_what_fits_one_part_is_one_put(tmp_path, bucket):
         assert bucket.head(f"{base}/over")["ETag"].strip('"').endswith("-2")
     verify = run_palhm("backups", "verify", "backup", config=conf)
     assert verify.returncode == 0, verify.stderr
+
+
+def test_checksums_sha256_by_default_none_when_asked(tmp_path, bucket):
+    objects = [
+        obj("multi", "head", "-c", str(11 * MiB), "/dev/urandom"),
+        obj("single", "echo", "one part"),
+    ]
+    for checksum in ("SHA256", "none"):
+        root = f"ck-{checksum}"
+        conf = config(
+            tmp_path / checksum,
+            s3_task(bucket, objects, root=root, checksum=checksum, **{"part-size": 5 * MiB}),
+        )
+        result = run_palhm("run", "backup", config=conf)
+        assert result.returncode == 0, result.stderr
+        verify = run_palhm("backups", "verify", "backup", config=conf)
+        assert verify.returncode == 0, verify.stderr
+        (prefix,) = copies(bucket, root=root)
+        if checksum == "SHA256" and bucket.server.keeps_checksums:
+            for path in ("multi", "single"):
+                head = bucket.head(f"{root}/{prefix}/{path}", ChecksumMode="ENABLED")
+                assert head.get("ChecksumSHA256"), (path, head)

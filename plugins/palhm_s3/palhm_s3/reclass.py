@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from palhm_core import BackendError
 from palhm_s3.errors import S3Errors
 from palhm_s3.schedule import MAX_PART_SIZE, MAX_PARTS, MiB
 
@@ -79,7 +80,13 @@ def change_storage_class(
                     CopySourceRange=f"bytes={start}-{end}",
                     CopySourceIfMatch=head["ETag"],
                 )
-                parts.append({"ETag": reply["CopyPartResult"]["ETag"], "PartNumber": number})
+                etag = reply.get("CopyPartResult", {}).get("ETag")
+                if not etag:
+                    raise BackendError(
+                        f"cannot move {where} to storage class {storage_class}: the server "
+                        "does not support UploadPartCopy, needed for objects above 5 GiB"
+                    )
+                parts.append({"ETag": etag, "PartNumber": number})
             client.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )

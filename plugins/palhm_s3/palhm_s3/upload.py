@@ -282,9 +282,11 @@ class UploadSink(Sink):
             with self._lock:
                 self._parts[number] = part
         except BaseException as e:
+            if not isinstance(e, BackendError):  # an answer botocore did not check
+                e = BackendError(f"cannot upload part {number} of {self.where}: {e!r}")
             if self._error is None:
                 self._error = e
-            raise
+            raise e from None
         finally:
             body.close()
             self._give_back(buf)
