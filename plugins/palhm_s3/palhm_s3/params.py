@@ -110,9 +110,9 @@ SCHEMA = {
         "checksum": {
             "enum": CHECKSUMS,
             "description": "The checksum S3 verifies each part and object with: SHA256 "
-            '(default), CRC32, CRC32C or SHA1; "none" for servers that reject checksum '
-            "headers (Content-MD5 is then sent where S3 requires it). Servers that accept "
-            "but do not keep checksums are detected.",
+            '(default), CRC32, CRC32C or SHA1. "none" sends none with uploads, for servers '
+            "that reject checksum headers (botocore still adds the CRC32 that S3 requires "
+            "with DeleteObjects). Servers that accept but do not keep checksums are detected.",
         },
         "retry-mode": {
             "enum": RETRY_MODES,
