@@ -53,6 +53,8 @@ def test_a_copy_is_its_objects_sums_and_manifest(tmp_path, bucket):
         f"{ROOT}/{prefix}/{p}" for p in ("etc/hosts.txt", "SHA256SUMS", MANIFEST)
     )
     assert manifest(bucket, prefix)["objects"][0]["path"] == "etc/hosts.txt"
+    cat = run_palhm("backups", "cat", "backup", "latest", "etc/hosts.txt", config=conf)
+    assert (cat.returncode, cat.stdout) == (0, "127.0.0.1 localhost\n"), cat.stderr
 
 
 def test_rotation_keeps_the_newest_and_never_touches_foreign_objects(tmp_path, bucket):

@@ -224,7 +224,10 @@ class S3Backend(Backend):
         rot = self.settings.rot_storage_class
         if rot and rot != (self.settings.sink_storage_class or "STANDARD"):
             self._reclass(copy_key, rot)
-        self._delete_keys([f"{copy_key}{MARKER_NAME}"])
+        try:
+            self._delete_keys([f"{copy_key}{MARKER_NAME}"])
+        except BackendError as e:  # complete all the same: the next run removes it
+            log.warning("%s", e)
         self.prefix = None
 
     def _reclass(self, copy_key: str, storage_class: str) -> None:
