@@ -37,7 +37,10 @@ class FileSink(Sink):
 
     def write(self, data: memoryview) -> None:
         while data:
-            n = os.write(self.fd, data)
+            try:
+                n = os.write(self.fd, data)
+            except OSError as e:
+                raise _fail("cannot write", self.path, e) from None
             data = data[n:]
             self.written += n
 
@@ -87,6 +90,8 @@ class LocalFsBackend(Backend):
 
     def __init__(self, params, place):
         super().__init__(params, place)
+        if "\0" in params["root"]:
+            raise (place / "root").error(f"{params['root']!r} contains a NUL character")
         self.root = os.path.abspath(params["root"])
         self.dmode = parse_mode(params.get("dmode", "750"), place / "dmode")
         self.fmode = parse_mode(params.get("fmode", "640"), place / "fmode")
