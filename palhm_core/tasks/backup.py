@@ -8,6 +8,7 @@ the copy back; older copies are never touched by a failed run.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime, timezone
 
@@ -276,9 +277,11 @@ class BackupTask(Task):
             )
             sink.close()
         except BaseException as e:
+            full = type(e) is TaskError and _filesystem_full(sink)
             sink.abort()
             if type(e) is TaskError:
-                raise TaskError(f"task {self.id!r}: object {obj.path!r}: {e}") from None
+                why = f"{e}; the filesystem of {backend.describe()} is full" if full else e
+                raise TaskError(f"task {self.id!r}: object {obj.path!r}: {why}") from None
             raise
         ctx.log.debug("%s: %s: %d bytes, sha256 %s", self.id, obj.path, result.size, result.sha256)
         return result
@@ -292,6 +295,19 @@ class BackupTask(Task):
         except BaseException:
             sink.abort()
             raise
+
+
+def _filesystem_full(sink) -> bool:
+    """The sink is a file the last command wrote into itself, on a filesystem
+    with no space left: most likely why that command failed, which PALHM
+    would not otherwise know (the command's own message may be hidden)."""
+    fd = sink.fileno()
+    if fd is None:
+        return False
+    try:
+        return os.fstatvfs(fd).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _version() -> str:
