@@ -84,6 +84,7 @@ def test_constant_parts_when_growth_is_off():
 
 def test_parts_double_every_interval():
     schedule = PartSchedule.plan(5 * MiB, 2)
+    assert (schedule.flat, schedule.interval) == (2, 2)
     assert [schedule.size(n) // MiB for n in range(1, 8)] == [5, 5, 10, 10, 20, 20, 40]
     assert schedule.size(MAX_PARTS) == MAX_PART_SIZE
     with pytest.raises(ValueError):
@@ -92,13 +93,36 @@ def test_parts_double_every_interval():
 
 def test_alloc_size_picks_the_first_part():
     assert first_part_size(8 * MiB, None) == 8 * MiB
-    assert first_part_size(8 * MiB, 100 * MiB) == 8 * MiB  # fits 1,000 parts anyway
-    assert first_part_size(8 * MiB, 64 * GiB) == 66 * MiB  # 64 GiB / 1,000, whole MiB
-    assert first_part_size(8 * MiB, 10 * TiB) == MAX_PART_SIZE
-    schedule = PartSchedule.plan(8 * MiB, 1000, alloc_size=200 * GiB)
-    parts = parts_for(schedule, 200 * GiB)
+    assert first_part_size(8 * MiB, 100 * MiB) == 8 * MiB  # small: the configured size
+    assert first_part_size(8 * MiB, 64 * GiB) == 14 * MiB  # 64 GiB / 5,000, whole MiB
+    assert first_part_size(8 * MiB, 10 * TiB) == 2098 * MiB
+    assert first_part_size(8 * MiB, 100 * TiB) == MAX_PART_SIZE
+
+
+def test_an_announced_size_is_cut_in_equal_parts_smaller_than_with_growth():
+    size = 1 * TiB
+    announced = PartSchedule.plan(8 * MiB, 1000, alloc_size=size)
+    parts = parts_for(announced, size)
     check_parts(parts)
-    assert len(parts) <= 1000 and len(set(parts[:-1])) == 1
+    assert len(parts) <= 5000 and set(parts[:-1]) == {210 * MiB}
+    # Without the hint the same object ends with parts five times as large.
+    assert max(parts_for(PartSchedule.plan(8 * MiB, 1000), size)) == 1 * GiB
+    # Larger than announced: parts grow again, up to 5 TiB.
+    assert announced.capacity() >= MAX_OBJECT_SIZE
+    check_parts(parts_for(announced, MAX_OBJECT_SIZE))
+
+
+@given(
+    part_size=st.integers(MIN_PART_SIZE, 64 * MiB),
+    interval=st.integers(1, MAX_PARTS),
+    alloc=st.integers(0, MAX_OBJECT_SIZE),
+)
+def test_any_announced_size_fits_without_growth_and_5_tib_still_fits(part_size, interval, alloc):
+    schedule = PartSchedule.plan(part_size, interval, alloc_size=alloc)
+    assert schedule.capacity() >= MAX_OBJECT_SIZE
+    assert schedule.flat * schedule.first >= alloc
+    assert schedule.flat <= max(interval, MAX_PARTS // 2)
+    assert MIN_PART_SIZE <= schedule.size(schedule.flat + 1) <= MAX_PART_SIZE
 
 
 @given(size=st.integers(0, MAX_OBJECT_SIZE))

@@ -103,30 +103,16 @@ def test_parts_grow_from_a_small_first_part(tmp_path, bucket):
 
 
 def test_alloc_size_picks_the_first_part_size(tmp_path, bucket):
-    # 64 GiB announced: 1,000 parts of 66 MiB; the stream is shorter.
-    conf = config(
-        tmp_path,
-        s3_task(
-            bucket,
-            [
-                obj(
-                    "sized",
-                    "head",
-                    "-c",
-                    str(70 * MiB),
-                    "/dev/urandom",
-                    **{"alloc-size": 64 << 30},
-                )
-            ],
-        ),
-    )
+    # 64 GiB announced: parts of 14 MiB (64 GiB in 5,000 parts); the stream is shorter.
+    sized = obj("sized", "head", "-c", str(20 * MiB), "/dev/urandom", **{"alloc-size": 64 << 30})
+    conf = config(tmp_path, s3_task(bucket, [sized]))
     result = run_palhm("-vvvv", "run", "backup", config=conf)
     assert result.returncode == 0, result.stderr
-    assert part_log(result.stderr, "sized") == [66 * MiB, 4 * MiB]
+    assert part_log(result.stderr, "sized") == [14 * MiB, 6 * MiB]
     (prefix,) = copies(bucket)
     assert server_part_sizes(bucket, f"palhm/backup/{prefix}/sized") in (
         None,
-        [66 * MiB, 4 * MiB],
+        [14 * MiB, 6 * MiB],
     )
 
 

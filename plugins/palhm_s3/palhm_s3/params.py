@@ -88,7 +88,8 @@ SCHEMA = {
             "description": "The size in bytes of the first parts of a multipart upload (at "
             f"least {MIN_PART_SIZE}, 5 MiB). A stream that ends within one part is stored "
             f"with a single PUT. Default {DEFAULT_PART_SIZE} (8 MiB). An object's alloc-size "
-            "raises it for that object to the announced size in about 1,000 parts.",
+            "raises it for that object to the announced size in about 5,000 parts, which then "
+            "grow only past the announced size.",
         },
         "part-growth-interval": {
             "type": "integer",
