@@ -21,6 +21,7 @@ from palhm_core.backend import Sink
 from palhm_core.errors import BackendError, TaskError
 from palhm_core.execs import Exec
 from palhm_core.process import Children, describe_status, end_groups, kill_stragglers
+from palhm_core.tail import StderrTail
 
 PIPE_SIZE = 1 << 20
 
@@ -55,6 +56,7 @@ def run_pipeline(
     started = time.monotonic()
     direct = sink.fileno()
     procs: list[subprocess.Popen] = []
+    tails: list[StderrTail | None] = []
     read_fd = None
     try:
         for i, ex in enumerate(execs):
@@ -65,17 +67,21 @@ def run_pipeline(
                 next_read, out_fd = os.pipe2(os.O_CLOEXEC)
                 if last:
                     _grow_pipe(out_fd)
+            tail = None if vl >= ex.vl_stderr else StderrTail()
+            tails.append(tail)
             try:
                 procs.append(
                     children.spawn(
                         ex.argv,
                         stdin=read_fd if read_fd is not None else subprocess.DEVNULL,
                         stdout=out_fd,
-                        stderr=None if vl >= ex.vl_stderr else subprocess.DEVNULL,
+                        stderr=None if tail is None else tail.fd,
                         env=ex.env_for_child(),
                     )
                 )
             finally:
+                if tail is not None:
+                    tail.child_started()
                 if out_fd != direct:
                     os.close(out_fd)
                 if read_fd is not None:
@@ -96,7 +102,7 @@ def run_pipeline(
         if read_fd is not None:
             os.close(read_fd)
     kill_stragglers(procs)
-    _check_exit_codes(execs, codes)
+    _check_exit_codes(execs, codes, tails)
     return PipelineResult(size, hasher.hexdigest(), time.monotonic() - started, codes)
 
 
@@ -144,7 +150,7 @@ def _follow_file(fd: int, writer: subprocess.Popen, hasher, block_size: int, pro
             pause = min(pause * 2, 0.02)
 
 
-def _check_exit_codes(execs: list[Exec], codes: list[int]) -> None:
+def _check_exit_codes(execs: list[Exec], codes: list[int], tails) -> None:
     bad = [i for i, (ex, rc) in enumerate(zip(execs, codes, strict=True)) if rc not in ex.ec]
     if not bad:
         return
@@ -162,10 +168,17 @@ def _check_exit_codes(execs: list[Exec], codes: list[int]) -> None:
         why = f"{stage(victim)} {describe_status(codes[victim])}"
         if reader < n:
             why += f": {stage(reader)} stopped reading its input ({describe_status(codes[reader])})"
-        raise TaskError(why)
+        raise TaskError(why + _said(tails, reader if reader < n else victim))
     rc = codes[culprit]
     msg = f"{stage(culprit)} {describe_status(rc)} (accepted: {execs[culprit].ec.text})"
     others = [i for i in bad if i != culprit]
     if others:
         msg += "; also " + ", ".join(f"{stage(i)} {describe_status(codes[i])}" for i in others)
-    raise TaskError(msg)
+    raise TaskError(msg + _said(tails, culprit))
+
+
+def _said(tails, i: int) -> str:
+    """What stage ``i`` wrote on its hidden stderr, to follow the error line."""
+    tail = tails[i] if i < len(tails) else None
+    text = tail.text() if tail is not None else ""
+    return f"; its stderr ended with:\n{text}" if text else ""

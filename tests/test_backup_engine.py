@@ -315,3 +315,22 @@ def test_unusable_roots_are_one_line(tmp_path):
         assert result.returncode == 1
         assert problem in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "no").exists()
+
+
+def test_quiet_run_shows_a_failing_stages_stderr_only_when_it_fails(tmp_path):
+    root = tmp_path / "root"
+    noisy = "echo 'warming up' >&2; echo 'Access denied for user root' >&2; exit {}"
+    for code, expected in [(0, 0), (2, 1)]:
+        objects = [{"path": "x", "pipeline": [inline("sh", "-c", noisy.format(code))]}]
+        conf = write_config(tmp_path, {"tasks": [backup_task(objects=objects, root=str(root))]})
+        result = run_palhm("-q", "run", "backup", config=conf)
+        assert result.returncode == expected
+        if expected == 0:
+            assert result.stderr == ""
+        else:
+            assert result.stderr.splitlines() == [
+                "palhm: task 'backup': object 'x': stage 1/1 'sh' exited with status 2 "
+                "(accepted: ==0); its stderr ended with:",
+                "palhm:   | warming up",
+                "palhm:   | Access denied for user root",
+            ]

@@ -336,3 +336,22 @@ def test_commands_started_after_sigmask_inherit_the_mask(tmp_path):
         "['SIGHUP', 'SIGINT', 'SIGTERM']",
         "['SIGINT', 'SIGTERM']",
     ]
+
+
+def test_dry_run_runs_no_routine_command(tmp_path):
+    marker = tmp_path / "rebooted"
+    config = routine(
+        tmp_path,
+        [
+            py(f"open({str(marker)!r}, 'w')"),
+            {
+                "type": "builtin",
+                "builtin-id": "sigmask",
+                "param": [{"action": "block", "sig": ["TERM"]}],
+            },
+        ],
+    )
+    result = run_palhm("run", "--dry-run", config=config, env={"PALHM_LOCK_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+    assert "dry run, not running" in result.stderr

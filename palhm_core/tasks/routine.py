@@ -1,17 +1,19 @@
 """The ``routine`` task type: steps run in order, the first failure stops it.
 
-A step runs an exec (its stdout and stderr shown or discarded by verbosity),
-another task (``task``), or a builtin function (``builtin``).
+A step runs an exec (its stdout and stderr shown or hidden by verbosity),
+another task (``task``), or a builtin function (``builtin``). A dry run
+(``palhm run --dry-run``) follows task pointers, so backups run into the null
+backend, but runs no exec and calls no builtin: it never updates or reboots.
 """
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 
 from palhm_core.errors import TaskError
 from palhm_core.hookspecs import hookimpl
 from palhm_core.process import describe_status
+from palhm_core.tail import StderrTail
 from palhm_core.task import RunContext, Task
 
 
@@ -53,26 +55,39 @@ class RoutineTask(Task):
             if kind == "task":
                 run_task(self.tasks[what], ctx)
             elif kind == "builtin":
-                what()
+                if ctx.dry_run:
+                    ctx.log.info("%s: dry run, not calling builtin %s", self.id, what.name)
+                else:
+                    what()
             else:
                 self._run_exec(what, ctx)
         ctx.signals.check()
         return None
 
     def _run_exec(self, ex, ctx: RunContext) -> None:
-        ctx.log.debug("%s: running %s", self.id, shlex.join(ex.argv))
-        proc = ctx.children.spawn(
-            ex.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=None if ctx.vl >= ex.vl_stdout else subprocess.DEVNULL,
-            stderr=None if ctx.vl >= ex.vl_stderr else subprocess.DEVNULL,
-            env=ex.env_for_child(),
-        )
+        if ctx.dry_run:
+            ctx.log.info("%s: dry run, not running: %s", self.id, ex.shell_line())
+            return
+        ctx.log.debug("%s: running %s", self.id, ex.shell_line())
+        tail = None if ctx.vl >= ex.vl_stderr else StderrTail()
+        try:
+            proc = ctx.children.spawn(
+                ex.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=None if ctx.vl >= ex.vl_stdout else subprocess.DEVNULL,
+                stderr=None if tail is None else tail.fd,
+                env=ex.env_for_child(),
+            )
+        finally:
+            if tail is not None:
+                tail.child_started()
         rc = ctx.children.wait(proc)
         ctx.signals.check()
         if rc not in ex.ec:
+            said = tail.text() if tail is not None else ""
             raise TaskError(
                 f"task {self.id!r}: {ex.label!r} {describe_status(rc)} (accepted: {ex.ec.text})"
+                + (f"; its stderr ended with:\n{said}" if said else "")
             )
 
     def plan(self):
