@@ -193,7 +193,9 @@ def build_schema(plugins) -> dict[str, Any]:
         props = {**COMMON_BACKEND_KEYS, "prefix": {"$ref": "#/$defs/prefix"}}
         props.update(cls.schema.get("properties", {}))
         defs[f"backend.{name}"] = _object(
-            props, cls.schema.get("required", ()), f"Parameters of the {name} backend."
+            props,
+            cls.schema.get("required", ()),
+            f"Parameters of the {name} backend: {cls.description}".rstrip(": "),
         )
     defs["prefix"] = prefix_schema
     for name, reg in regs["builtin"].items():
