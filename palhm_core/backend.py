@@ -40,7 +40,8 @@ class CopyInfo:
 
     :param prefix: the copy's PREFIX.
     :param complete: its manifest is present.
-    :param size: bytes stored for the copy, manifest included.
+    :param size: the bytes of the copy's objects (the manifest's ``size``; PALHM's
+        own two files are not counted).
     :param objects: number of objects, from the manifest (``None`` when unknown).
     :param manifest: the parsed manifest, when the backend read it anyway.
     """
