@@ -167,3 +167,24 @@ def test_checksums_sha256_by_default_none_when_asked(tmp_path, bucket):
             for path in ("multi", "single"):
                 head = bucket.head(f"{root}/{prefix}/{path}", ChecksumMode="ENABLED")
                 assert head.get("ChecksumSHA256"), (path, head)
+
+
+def test_throttling_and_server_errors_are_retried(tmp_path, bucket):
+    from .flaky_proxy import FlakyProxy
+
+    with FlakyProxy(bucket.endpoint) as proxy:
+        task = s3_task(
+            bucket,
+            [obj("multi", "head", "-c", str(11 * MiB), "/dev/urandom"), obj("one", "echo", "1")],
+            **{"endpoint-url": proxy.endpoint, "part-size": 5 * MiB},
+        )
+        conf = config(tmp_path, task)
+        result = run_palhm("run", "backup", config=conf)
+        assert result.returncode == 0, result.stderr
+        kinds = {(status, method) for status, method, _ in proxy.injected}
+        # Three parts throttled, single PUTs and the completion failed once each.
+        assert kinds == {(503, "PUT"), (500, "PUT"), (500, "POST")}, proxy.injected
+        assert sum(1 for s, m, p in proxy.injected if "partNumber=" in p) == 3
+        verify = run_palhm("backups", "verify", "backup", config=conf)
+        assert verify.returncode == 0, verify.stderr
+    REPORT.append(f"retried after injected errors: {len(proxy.injected)} requests")
