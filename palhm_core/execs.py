@@ -6,6 +6,7 @@ verbosity at which its stdout and stderr are shown."""
 from __future__ import annotations
 
 import operator
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -92,13 +93,39 @@ class Exec:
     def from_config(cls, conf: dict, place: Place) -> Exec:
         ec = ExitCodes.parse(conf["ec"], place / "ec") if "ec" in conf else SUCCESS
         return cls(
-            argv=tuple(conf["argv"]),
-            env=dict(conf.get("env", {})),
+            argv=tuple(check_argv(conf["argv"], place / "argv")),
+            env=check_env(conf.get("env", {}), place / "env"),
             ec=ec,
             vl_stderr=conf.get("vl-stderr", 1),
             vl_stdout=conf.get("vl-stdout", 3),
             place=place,
         )
+
+
+def _os_string(text: str, place: Place, what: str) -> None:
+    """``text`` can be given to the OS: no NUL, and encodable (a lone
+    surrogate from a ``\\ud800`` escape is not)."""
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:
+        raise place.error(f"{what} {text!r} is not valid unicode") from None
+    if b"\0" in raw:
+        raise place.error(f"{what} {text!r} contains a NUL character")
+
+
+def check_argv(argv, place: Place) -> list[str]:
+    for i, arg in enumerate(argv):
+        _os_string(arg, place / i, "argument")
+    return list(argv)
+
+
+def check_env(env: dict, place: Place) -> dict[str, str]:
+    for name, value in env.items():
+        _os_string(name, place / name, "variable name")
+        if "=" in name or not name:
+            raise (place / name).error(f"bad variable name {name!r}")
+        _os_string(value, place / name, "value")
+    return dict(env)
 
 
 def build_step_exec(step: dict, place: Place, execs: dict[str, Exec]) -> Exec:
@@ -114,8 +141,8 @@ def build_step_exec(step: dict, place: Place, execs: dict[str, Exec]) -> Exec:
     if kind == "exec":
         return base
     return Exec(
-        argv=base.argv + tuple(step.get("argv", ())),
-        env={**base.env, **step.get("env", {})},
+        argv=base.argv + tuple(check_argv(step.get("argv", ()), place / "argv")),
+        env={**base.env, **check_env(step.get("env", {}), place / "env")},
         ec=base.ec,
         vl_stderr=base.vl_stderr,
         vl_stdout=base.vl_stdout,
