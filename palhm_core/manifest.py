@@ -9,7 +9,10 @@ from typing import Any
 
 MANIFEST_NAME = "palhm-manifest.json"
 SUMS_NAME = "SHA256SUMS"
-RESERVED_NAMES = frozenset({MANIFEST_NAME, SUMS_NAME})
+#: What a backend may keep in a copy being written (the aws-s3 backend's
+#: marker of an incomplete copy): no object may be named so either.
+PARTIAL_NAME = ".palhm-partial"
+RESERVED_NAMES = frozenset({MANIFEST_NAME, SUMS_NAME, PARTIAL_NAME})
 FORMAT = 1
 
 
