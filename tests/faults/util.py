@@ -39,7 +39,7 @@ SEED = _int_env("PALHM_FAULTS_SEED", random.SystemRandom().randrange(1 << 32))
 #: kill -9 trials per backend.
 TRIALS = _int_env("PALHM_FAULTS_TRIALS", 20)
 #: Config mutations tried in-process; a tenth of them also as real processes.
-FUZZ_CASES = _int_env("PALHM_FAULTS_FUZZ", 400)
+FUZZ_CASES = _int_env("PALHM_FAULTS_FUZZ", 300)
 
 
 @dataclass
@@ -357,3 +357,29 @@ class FaultBucket:
 
     def get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+
+
+# -- the CLI in-process -------------------------------------------------------------
+
+
+def palhm_in_process(*argv: str) -> tuple[int | str, str]:
+    """``palhm ARGV`` called as a function (fast, for fuzzing): the exit
+    status and stderr. An exception that escapes ``main`` is a traceback:
+    counted, and returned as the status ``"traceback"``."""
+    import io
+    import traceback
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from palhm_core.cli import main
+
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        try:
+            rc: int | str = main(list(argv))
+        except SystemExit as e:
+            rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:  # noqa: BLE001 - what the fuzzing looks for
+            FIGURES.tracebacks += 1
+            rc = "traceback"
+            err.write(traceback.format_exc())
+    return rc, err.getvalue()

@@ -1,0 +1,396 @@
+"""Property-based config fuzzing: mutations of valid configs (wrong types,
+missing and extra keys, odd unicode, huge numbers, deep nesting, broken
+text) never end in a traceback. ``palhm config check`` exits 0, 1 or 2, and
+every exit 2 names a place in the config: the file, and a JSON path or a
+line. Most cases call the CLI in-process (fast); one in ten also runs as a
+real process, with ``palhm plan`` and, when every command of the mutated
+config is a harmless one, ``palhm run --dry-run`` of a backup task (the null
+backend: nothing is stored, and the run happens in a temporary directory).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+
+from .util import FIGURES, FUZZ_CASES, SEED, palhm, palhm_in_process
+
+#: Commands a mutated config may run for real (with --dry-run).
+HARMLESS = {"echo", "true", "false", "cat", "seq", "printf", "gzip", "sort", "head", "yes"}
+
+
+def base_configs(work: str) -> list[dict]:
+    """Valid configs using most of the schema; every root is under ``work``."""
+    full = {
+        "vl": 3,
+        "nb-workers": 2,
+        "modules": [],
+        "execs": [
+            {"id": "gen", "argv": ["seq", "1", "100"], "env": {"LC_ALL": "C"}, "ec": "==0"},
+            {"id": "zip", "argv": ["gzip", "-c"], "ec": "<2", "vl-stderr": 1, "vl-stdout": 3},
+            {"id": "noop", "argv": ["true"]},
+        ],
+        "tasks": [
+            {
+                "id": "backup",
+                "type": "backup",
+                "backend": "localfs",
+                "backend-param": {
+                    "root": f"{work}/root",
+                    "dmode": "750",
+                    "fmode": "640",
+                    "nb-copy-limit": "3",
+                    "root-size-limit": "Infinity",
+                    "block-size": 65536,
+                    "prefix": {"type": "iso8601", "timespec": "microseconds", "tz": "utc"},
+                },
+                "object-groups": [{"id": "first"}, {"id": "second", "depends": ["first"]}],
+                "objects": [
+                    {
+                        "path": "a/numbers.gz",
+                        "group": "first",
+                        "alloc-size": 1000,
+                        "pipeline": [
+                            {"type": "exec", "exec-id": "gen"},
+                            {"type": "exec", "exec-id": "zip"},
+                        ],
+                    },
+                    {
+                        "path": "b/more",
+                        "group": "second",
+                        "pipeline": [
+                            {"type": "exec-append", "exec-id": "gen", "argv": ["2"]},
+                            {"type": "exec-inline", "argv": ["sort"], "env": {"X": "y"}},
+                        ],
+                    },
+                    {"path": "c", "pipeline": [{"type": "exec-inline", "argv": ["echo", "c"]}]},
+                ],
+            },
+            {
+                "id": "check",
+                "type": "backup",
+                "backend": "null",
+                "objects": [{"path": "x", "pipeline": [{"type": "exec", "exec-id": "noop"}]}],
+            },
+            {
+                "id": "routine",
+                "type": "routine",
+                "routine": [
+                    {
+                        "type": "builtin",
+                        "builtin-id": "sigmask",
+                        "param": [
+                            {"action": "block", "sig": ["TERM", "INT"]},
+                        ],
+                    },
+                    {"type": "task", "task-id": "check"},
+                    {"type": "exec", "exec-id": "noop"},
+                    {
+                        "type": "builtin",
+                        "builtin-id": "sigmask",
+                        "param": [
+                            {"action": "unblock", "sig": ["TERM", "INT"]},
+                        ],
+                    },
+                ],
+            },
+        ],
+    }
+    s3 = {
+        "modules": ["aws"],
+        "tasks": [
+            {
+                "id": "backup",
+                "type": "backup",
+                "backend": "aws-s3",
+                "backend-param": {
+                    "bucket": "palhm-fuzz",
+                    "root": "/palhm/backup",
+                    "endpoint-url": "http://127.0.0.1:9",
+                    "sink-storage-class": "STANDARD",
+                    "rot-storage-class": "STANDARD_IA",
+                    "part-size": 8388608,
+                    "max-concurrency": 2,
+                    "checksum": "SHA256",
+                    "nb-copy-limit": 2,
+                    "root-size-limit": "1000000000000000000000000",
+                },
+                "objects": [{"path": "x", "pipeline": [{"type": "exec-inline", "argv": ["true"]}]}],
+            }
+        ],
+    }
+    return [full, s3]
+
+
+ODD_STRINGS = [
+    "",
+    " ",
+    "\0",
+    "a\0b",
+    "\ud800",
+    "\udfff",
+    "\udc80",
+    "\u202e",
+    "\ufeff",
+    "\u2028",
+    "\x1b[2J",
+    "\n",
+    "é",
+    "\U0001f600",
+    "..",
+    "/",
+    "//",
+    "../../etc",
+    "inf",
+    "-Infinity",
+    "NaN",
+    "1e999",
+    "0x10",
+    "-1",
+    "9" * 400,
+    "==0",
+    "<-1",
+    "0-999999999999",
+    "777",
+    "9999",
+    "-0",
+    "aws",
+    "localfs",
+    "null",
+    "backup",
+    "routine",
+    "exec",
+    "exec-append",
+    "exec-inline",
+    "builtin",
+    "task",
+    "sigmask",
+    "KILL",
+    "SIGSTOP",
+    "iso8601",
+    "default",
+]
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([2**53 + 1, 2**64, -(2**63) - 1, 10**400, -(10**400), 0, -1, 256])
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+    | st.sampled_from(ODD_STRINGS)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+keys = st.text(max_size=12) | st.sampled_from(
+    [
+        "id",
+        "type",
+        "argv",
+        "env",
+        "ec",
+        "path",
+        "pipeline",
+        "objects",
+        "tasks",
+        "execs",
+        "include",
+        "backend",
+        "backend-param",
+        "root",
+        "prefix",
+        "depends",
+        "group",
+        "routine",
+        "param",
+        "exec-id",
+        "task-id",
+        "builtin-id",
+        "alloc-size",
+        "vl",
+        "nb-workers",
+        "modules",
+        "nb-copy-limit",
+        "root-size-limit",
+        "object-groups",
+        "boot-report",
+        "\0",
+        "\ud800",
+    ]
+)
+
+#: One mutation: (op, which node, a value, a key, a depth).
+mutation = st.tuples(
+    st.sampled_from(["replace", "delete", "add-key", "odd-string", "number", "deep", "duplicate"]),
+    st.integers(min_value=0, max_value=10**6),
+    values,
+    keys,
+    st.integers(min_value=1, max_value=3000),
+)
+
+
+def nodes(doc, path=()):
+    """Every (path, value) in ``doc``, the document itself first."""
+    yield path, doc
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from nodes(v, (*path, k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from nodes(v, (*path, i))
+
+
+def set_at(doc, path, value):
+    if not path:
+        return value
+    parent = doc
+    for p in path[:-1]:
+        parent = parent[p]
+    parent[path[-1]] = value
+    return doc
+
+
+DEEP = "@@deep-nesting@@"
+
+
+def mutate(doc, muts):
+    """Apply ``muts``; the document and the depths of deep nestings."""
+    deep = []
+    for op, which, value, key, depth in muts:
+        all_nodes = list(nodes(doc))
+        # The document itself is replaced once in a thousand times.
+        inner = all_nodes[1:] if which % 1000 and len(all_nodes) > 1 else all_nodes
+        path, node = inner[which % len(inner)]
+        if op == "replace":
+            doc = set_at(doc, path, value)
+        elif op == "delete" and path:
+            parent = doc
+            for p in path[:-1]:
+                parent = parent[p]
+            del parent[path[-1]]
+        elif op == "add-key":
+            containers = [n for _, n in all_nodes if isinstance(n, dict)]
+            if containers:
+                containers[which % len(containers)][key] = value
+        elif op == "odd-string":
+            doc = set_at(doc, path, ODD_STRINGS[which % len(ODD_STRINGS)])
+        elif op == "number":
+            doc = set_at(doc, path, [10**400, -(2**70), 2**63, 1e308, -0.0, 0.5][which % 6])
+        elif op == "deep":
+            deep.append(depth)
+            doc = set_at(doc, path, DEEP)
+        elif op == "duplicate" and isinstance(node, list) and node:
+            node.append(copy.deepcopy(node[which % len(node)]))
+    return doc, deep
+
+
+def render(doc, deep, fmt: str, cut: int | None, garbage: bytes) -> bytes:
+    if fmt == "yaml":
+        try:
+            text = yaml.safe_dump(doc, allow_unicode=False)
+        except (yaml.YAMLError, UnicodeError, RecursionError):
+            text = json.dumps(doc)  # YAML is a superset of JSON
+        quoted = f"'{DEEP}'"
+    else:
+        text = json.dumps(doc, indent=1)
+        if fmt == "jsonc":
+            text = "// fuzzed\n" + text.replace("\n", " // c\n", 3)
+        quoted = f'"{DEEP}"'
+    for depth in deep:
+        text = text.replace(quoted, "[" * depth + "1" + "]" * depth, 1)
+        text = text.replace(DEEP, "[" * depth + "]" * depth, 1)
+    data = text.encode("utf-8", "surrogatepass")
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    if garbage:
+        at = len(data) // 2
+        data = data[:at] + garbage + data[at:]
+    return data
+
+
+def names_a_place(stderr: str, conf: Path) -> bool:
+    """Every error line names the config file, and what follows it names a
+    place (``: tasks[0].x: ...``, ``:3:7: ...``) or the file's problem."""
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("palhm: ")]
+    return bool(lines) and all(f"{conf}" in ln for ln in lines)
+
+
+def commands(doc) -> set[str]:
+    found = set()
+    for path, node in nodes(doc):
+        if path and path[-1] == "argv" and isinstance(node, list) and node:
+            found.add(str(node[0]))
+    return found
+
+
+@seed(SEED)
+@settings(
+    max_examples=FUZZ_CASES,
+    deadline=None,
+    database=None,
+    # No shrinking: it can take minutes; the failing example is printed as found.
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    which=st.integers(min_value=0, max_value=1),
+    muts=st.lists(mutation, min_size=1, max_size=3),
+    fmt=st.sampled_from(["json", "jsonc", "yaml"]),
+    cut=st.none() | st.none() | st.none() | st.integers(min_value=0),
+    garbage=st.just(b"") | st.just(b"") | st.just(b"") | st.binary(min_size=1, max_size=6),
+    real=st.integers(min_value=0, max_value=9),
+)
+def test_mutated_configs_never_crash(which, muts, fmt, cut, garbage, real):
+    work = tempfile.mkdtemp(prefix="palhm-fuzz-")
+    try:
+        doc, deep = mutate(base_configs(work)[which], muts)
+        suffix = {"json": ".json", "jsonc": ".jsonc", "yaml": ".yaml"}[fmt]
+        conf = Path(work) / f"palhm{suffix}"
+        conf.write_bytes(render(doc, deep, fmt, cut, garbage))
+        FIGURES.fuzz_cases += 1
+        rc, stderr = palhm_in_process("-f", str(conf), "config", "check")
+        FIGURES.fuzz_exits[rc] += 1
+        assert rc in (0, 1, 2), f"exit {rc}:\n{stderr}\n{conf.read_bytes()[:2000]!r}"
+        if rc == 2:
+            assert names_a_place(stderr, conf), stderr
+        if rc == 0:
+            for task in ("backup", "routine"):
+                prc, perr = palhm_in_process("-f", str(conf), "plan", task)
+                assert prc in (0, 2), perr
+        if real == 0:
+            run_as_process(conf, rc, doc, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_as_process(conf: Path, rc_in_process, doc, work: str) -> None:
+    FIGURES.fuzz_processes += 1
+    result = palhm("config", "check", config=conf, cwd=work)
+    assert result.returncode == rc_in_process, (result.returncode, rc_in_process, result.stderr)
+    if result.returncode != 0:
+        return
+    plan = palhm("plan", "backup", config=conf, cwd=work)
+    assert plan.returncode in (0, 2), plan.stderr
+    if not isinstance(doc, dict) or not commands(doc) <= HARMLESS:
+        return
+    tasks = [t for t in doc.get("tasks") or [] if isinstance(t, dict)]
+    if not any(t.get("id") == "backup" and t.get("type") == "backup" for t in tasks):
+        return
+    locks = Path(work) / "locks"
+    locks.mkdir(exist_ok=True)
+    run = palhm("run", "--dry-run", "--lock-dir", str(locks), "backup", config=conf, cwd=work)
+    assert run.returncode in (0, 1, 2), run.stderr
+    assert not math.isnan(0.0)
