@@ -93,7 +93,7 @@ def test_wait_runs_after_the_first_run_ends(tmp_path, marker):
     # "--wait b": the word after a bare --wait is the task.
     second = start_palhm("run", "--wait", "b", config=config, env=env)
     waiting = LineReader(second.stderr).next()
-    assert f"PID {first.pid}" in waiting and "waiting" in waiting
+    assert f"(PID {first.pid}); waiting" in waiting
     assert first.poll() is None and second.poll() is None
     assert (tmp_path / "LOG").read_text().split() == ["start"]
 
@@ -130,7 +130,8 @@ def test_stop_signal_while_waiting_exits_143(tmp_path, marker):
     first = start_palhm("run", "b", config=config, env=env)
     wait_for(lambda: started(tmp_path), "the first run's pipeline", proc=first)
     second = start_palhm("run", "--wait", "b", config=config, env=env)
-    assert "waiting" in LineReader(second.stderr).next()
+    waiting = LineReader(second.stderr).next()
+    assert f"(PID {first.pid}); waiting" in waiting
     second.send_signal(signal.SIGTERM)
     assert second.wait(GUARD) == 143
     assert first.poll() is None
