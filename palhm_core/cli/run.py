@@ -41,7 +41,7 @@ def add_parsers(sub) -> None:
         help="run a task (default: the task named default)",
         description=RUN_DESCRIPTION,
     )
-    p.add_argument("task", nargs="?", default=None, metavar="TASK")
+    p.add_argument("task", nargs="?", default=None, metavar="TASK", help="default: default")
     p.add_argument(
         "--dry-run",
         action="store_true",
