@@ -3,10 +3,10 @@
 Bytes are gathered in part-sized buffers. A stream that ends within the first
 part is one PUT. Otherwise a multipart upload starts and each full buffer is
 sent as a part by a small thread pool while the next one fills; at most
-``max_concurrency`` parts are in flight, so memory stays at about
-``(max_concurrency + 1) × part size`` whatever the object's size. Part sizes
-follow a :class:`~palhm_s3.schedule.PartSchedule`. Buffers are reused, never
-copied: a part's body is a read-only view of its buffer.
+``max_concurrency`` parts are in flight, so memory is ``(max_concurrency + 1)
+× part size`` whatever the object's size, allocated when the multipart upload
+starts. Part sizes follow a :class:`~palhm_s3.schedule.PartSchedule`. Buffers
+are reused, never copied: a part's body is a read-only view of its buffer.
 """
 
 from __future__ import annotations
@@ -225,6 +225,11 @@ class UploadSink(Sink):
             reply = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **kwargs)
         self.upload_id = reply["UploadId"]
         self.on_start(self.key, self.upload_id)
+        # The whole working set at once (part 1 is the buffer being sent):
+        # memory then does not depend on how fast the server takes parts, so
+        # it is the same from one run to the next.
+        with self._lock:
+            self._free = [bytearray(self.schedule.size(2)) for _ in range(self.max_concurrency)]
         self._pool = ThreadPoolExecutor(
             max_workers=self.max_concurrency, thread_name_prefix="palhm-s3-part"
         )
