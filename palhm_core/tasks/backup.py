@@ -204,7 +204,14 @@ class BackupTask(Task):
             try:
                 backend.rollback()
             except Exception as e:
-                ctx.log.error("%s: rollback of %s failed: %s", self.id, prefix, e)
+                # Secondary to the error being raised (and often the same cause,
+                # such as an unreachable server): the next run removes the rest.
+                ctx.log.warning(
+                    "%s: copy %s is left incomplete, the next run removes it: %s",
+                    self.id,
+                    prefix,
+                    e,
+                )
             raise
         finally:
             ctx.options["progress"].remove(progress)
