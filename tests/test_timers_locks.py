@@ -176,7 +176,7 @@ def test_other_tasks_and_other_configs_do_not_wait(tmp_path, marker):
     assert first.wait(GUARD) == 0
 
 
-def test_routine_locks_itself_not_the_tasks_it_runs(tmp_path, marker):
+def test_routine_locks_itself_and_the_tasks_it_runs(tmp_path, marker):
     routine = {"id": "r", "type": "routine", "routine": [{"type": "task", "task-id": "b"}]}
     config = write_config(tmp_path, {"tasks": [gated_backup(tmp_path), routine]})
     env = palhm_env(tmp_path, marker)
@@ -190,7 +190,7 @@ def test_routine_locks_itself_not_the_tasks_it_runs(tmp_path, marker):
         timeout=GUARD,
     )
     assert again.returncode == 75 and f"PID {first.pid}" in again.stderr
-    assert len(list((tmp_path / "locks").iterdir())) == 1
+    assert len(list((tmp_path / "locks").iterdir())) == 2  # r and b
     (tmp_path / "GO").touch()
     assert first.wait(GUARD) == 0
 
@@ -330,3 +330,23 @@ def test_read_only_sandbox_runs_and_locks(tmp_path, marker):
     assert f"PID {first.pid}" in second.stderr
     go.touch()
     assert first.wait(GUARD) == 0, first.communicate()[1]
+
+
+def test_a_routine_does_not_overlap_a_run_of_a_task_it_points_to(tmp_path, marker):
+    routine = {"id": "nightly", "type": "routine", "routine": [{"type": "task", "task-id": "b"}]}
+    config = write_config(tmp_path, {"tasks": [gated_backup(tmp_path), routine]})
+    env = palhm_env(tmp_path, marker)
+    first = start_palhm("run", "b", config=config, env=env)
+    wait_for(lambda: started(tmp_path), "the first run's pipeline", proc=first)
+    second = subprocess.run(
+        [PALHM, "-f", str(config), "run", "nightly"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=GUARD,
+    )
+    assert second.returncode == 75, second.stderr
+    assert "'b'" in second.stderr and f"PID {first.pid}" in second.stderr
+    (tmp_path / "GO").touch()
+    assert first.wait(GUARD) == 0, first.communicate()[1]
+    assert (tmp_path / "LOG").read_text().split() == ["start", "end"]

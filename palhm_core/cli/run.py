@@ -137,10 +137,16 @@ def _run(args, outcome: _Outcome) -> None:
     task = conf.task(outcome.task_id)
     outcome.task_type = task.name
     children = Children()
-    lock = RunLock(config_path(args), task.id, args.lock_dir)
+    # The task and every task it runs: two runs of one task never overlap, even
+    # when one of them comes through a routine's task pointer. Taken in id order
+    # so that two routines sharing tasks cannot each wait for the other.
+    locks = [RunLock(config_path(args), tid, args.lock_dir) for tid in _reachable(task, conf.tasks)]
     try:
         with StopSignals(children) as signals:
-            lock.acquire(args.wait, signals)
+            for lock in locks:
+                lock.acquire(args.wait, signals)
+                if lock.per_config:  # one lock on the whole config covers every task
+                    break
             display = None
             if progress.wanted(quiet=args.quiet):
                 display = progress.ProgressDisplay(outcome.options).start()
@@ -166,7 +172,20 @@ def _run(args, outcome: _Outcome) -> None:
                 if display is not None:
                     display.stop()
     finally:
-        lock.release()
+        for lock in locks:
+            lock.release()
+
+
+def _reachable(task, tasks) -> list[str]:
+    """The ids of ``task`` and of every task it runs, sorted."""
+    seen = {task.id}
+    todo = [task]
+    while todo:
+        for target, _ in todo.pop().pointers():
+            if target not in seen:
+                seen.add(target)
+                todo.append(tasks[target])
+    return sorted(seen)
 
 
 def _write_outputs(args, outcome: _Outcome, started: float, error, exit_status: int, *, strict):
