@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from palhm_core.errors import ConfigError
 
 
@@ -30,11 +32,16 @@ class Place:
 
 
 def format_path(parts) -> str:
-    """``("tasks", 2, "backend-param")`` -> ``tasks[2].backend-param``."""
+    """``("tasks", 2, "backend-param")`` -> ``tasks[2].backend-param``. A key
+    that is empty or holds characters that are not printable (a newline, a
+    form feed, a NUL) is written quoted and escaped, ``env["A\\u0000"]``, so
+    that an error stays one line."""
     out = ""
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not part or not str(part).isprintable():
+            out += f"[{json.dumps(str(part))}]"
         else:
             out += f".{part}" if out else str(part)
     return out

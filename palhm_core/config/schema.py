@@ -382,6 +382,8 @@ def _show(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         text = repr(value)
+    # JSON leaves some line breaks as they are (U+0085, U+2028): one line.
+    text = "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in text)
     if len(text) > 60:
         text = text[:57] + "..."
     if isinstance(value, dict):
