@@ -73,7 +73,8 @@ def explain(exc: BaseException) -> str:
         return f"the connection failed: {exc}"
     if isinstance(exc, (bx.ProfileNotFound, bx.PartialCredentialsError)):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    # botocore's parameter validation lists its problems one a line.
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ")
 
 
 class S3Errors:

@@ -160,7 +160,7 @@ class Settings:
         if kms_key and not (sse or "").startswith("aws:kms"):
             raise (place / "sse-kms-key-id").error('needs sse "aws:kms" or "aws:kms:dsse"')
         endpoint = params.get("endpoint-url") or None
-        if endpoint and "://" not in endpoint:
+        if endpoint and not _is_url(endpoint):
             raise (place / "endpoint-url").error(
                 f"expected a URL such as https://s3.example.com, got {endpoint!r}"
             )
@@ -192,3 +192,15 @@ class Settings:
         if self.sse_kms_key_id:
             args["SSEKMSKeyId"] = self.sse_kms_key_id
         return args
+
+
+def _is_url(text: str) -> bool:
+    """``scheme://host...`` that urllib can take apart (``http://[::1`` cannot)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return bool(parts.scheme and parts.netloc) and "\0" not in text
