@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,8 +22,10 @@ from hypothesis import strategies as st
 
 from .util import FIGURES, FUZZ_CASES, SEED, palhm, palhm_in_process
 
-#: Commands a mutated config may run for real (with --dry-run).
-HARMLESS = {"echo", "true", "false", "cat", "seq", "printf", "gzip", "sort", "head", "yes"}
+#: Commands a mutated config may run for real (with --dry-run): each ends on
+#: its own whatever its arguments (not seq, whose arguments a mutation may
+#: make huge, nor yes).
+HARMLESS = {"echo", "true", "false", "cat", "printf", "gzip", "sort"}
 
 
 def base_configs(work: str) -> list[dict]:
@@ -34,7 +35,7 @@ def base_configs(work: str) -> list[dict]:
         "nb-workers": 2,
         "modules": [],
         "execs": [
-            {"id": "gen", "argv": ["seq", "1", "100"], "env": {"LC_ALL": "C"}, "ec": "==0"},
+            {"id": "gen", "argv": ["printf", "%s\n", "1", "3"], "env": {"LC_ALL": "C"}},
             {"id": "zip", "argv": ["gzip", "-c"], "ec": "<2", "vl-stderr": 1, "vl-stdout": 3},
             {"id": "noop", "argv": ["true"]},
         ],
@@ -393,4 +394,3 @@ def run_as_process(conf: Path, rc_in_process, doc, work: str) -> None:
     locks.mkdir(exist_ok=True)
     run = palhm("run", "--dry-run", "--lock-dir", str(locks), "backup", config=conf, cwd=work)
     assert run.returncode in (0, 1, 2), run.stderr
-    assert not math.isnan(0.0)
