@@ -138,13 +138,16 @@ def build_step_exec(step: dict, place: Place, execs: dict[str, Exec]) -> Exec:
     if base is None:
         known = ", ".join(sorted(execs)) or "none"
         raise (place / "exec-id").error(f"unknown exec {exec_id!r}; defined: {known}")
+    # A step may show or hide the definition's output differently.
+    vl_stderr = step.get("vl-stderr", base.vl_stderr)
+    vl_stdout = step.get("vl-stdout", base.vl_stdout)
     if kind == "exec":
-        return base
+        return Exec(base.argv, base.env, base.ec, vl_stderr, vl_stdout, place)
     return Exec(
         argv=base.argv + tuple(check_argv(step.get("argv", ()), place / "argv")),
         env={**base.env, **check_env(step.get("env", {}), place / "env")},
         ec=base.ec,
-        vl_stderr=base.vl_stderr,
-        vl_stdout=base.vl_stdout,
+        vl_stderr=vl_stderr,
+        vl_stdout=vl_stdout,
         place=place,
     )

@@ -44,7 +44,11 @@ class Sigmask:
             "additionalProperties": False,
             "required": ["action", "sig"],
             "properties": {
-                "action": {"enum": ["block", "unblock"], "description": "What to do."},
+                "action": {
+                    "type": "string",
+                    "pattern": "^(?i:block|unblock)$",
+                    "description": 'What to do: "block" or "unblock" (in any case).',
+                },
                 "sig": {
                     "type": "array",
                     "items": {"type": ["string", "integer"]},
@@ -59,12 +63,14 @@ class Sigmask:
         if not isinstance(param, list):
             raise place.error("expected a list of {action, sig} objects")
         for i, op in enumerate(param):
-            if not isinstance(op, dict) or op.get("action") not in ("block", "unblock"):
+            action = op.get("action") if isinstance(op, dict) else None
+            action = action.lower() if isinstance(action, str) else None
+            if action not in ("block", "unblock"):
                 raise (place / i / "action").error('expected "block" or "unblock"')
             sigs = op.get("sig")
             if not isinstance(sigs, list):
                 raise (place / i / "sig").error("expected a list of signals")
-            how = signal.SIG_BLOCK if op["action"] == "block" else signal.SIG_UNBLOCK
+            how = signal.SIG_BLOCK if action == "block" else signal.SIG_UNBLOCK
             where = place / i / "sig"
             self.ops.append((how, [parse_signal(s, where / j) for j, s in enumerate(sigs)]))
 

@@ -355,3 +355,23 @@ def test_dry_run_runs_no_routine_command(tmp_path):
     assert result.returncode == 0, result.stderr
     assert not marker.exists()
     assert "dry run, not running" in result.stderr
+
+
+def test_steps_may_override_the_verbosity_of_a_definition_as_the_original_allowed(tmp_path):
+    config = routine(
+        tmp_path,
+        [
+            {
+                "type": "builtin",
+                "builtin-id": "sigmask",
+                "param": [{"action": "Block", "sig": ["USR1"]}],
+            },
+            {"type": "exec", "exec-id": "speak", "vl-stdout": 9, "vl-stderr": 9},
+            {"type": "exec-append", "exec-id": "speak", "argv": ["x"], "vl-stdout": 0},
+        ],
+        execs=[{"id": "speak", "argv": [PY, "-c", SPEAK]}],
+    )
+    result = run(tmp_path, config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "OUT\n"
+    assert [line for line in result.stderr.splitlines() if not line.startswith("palhm")] == ["ERR"]

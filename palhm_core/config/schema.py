@@ -52,6 +52,8 @@ STEP_SCHEMAS = {
         "description": "Run an exec definition by id.",
         "properties": {
             "exec-id": {"type": "string", "description": "The id of an exec definition."},
+            "vl-stderr": EXEC_KEYS["vl-stderr"],
+            "vl-stdout": EXEC_KEYS["vl-stdout"],
         },
         "required": ["exec-id"],
     },
@@ -65,6 +67,8 @@ STEP_SCHEMAS = {
                 "description": "Arguments appended to the definition's argv.",
             },
             "env": EXEC_KEYS["env"],
+            "vl-stderr": EXEC_KEYS["vl-stderr"],
+            "vl-stdout": EXEC_KEYS["vl-stdout"],
         },
         "required": ["exec-id"],
     },
