@@ -14,7 +14,7 @@ for 2 GiB). The 2 GiB peak must stay within 10% of the 256 MiB one.
 Targets: throughput >= 1.2 x the AWS CLI; PALHM's peak RSS <= 128 MiB at
 every size; flat from 256 MiB to 2 GiB.
 
-    python bench/bench_s3.py [--rounds 5] [--rss-rounds 3] [--json FILE]
+    python bench/bench_s3.py [--rounds 5] [--rss-rounds 2] [--json FILE]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def aws_cp(src, server, dest) -> bl.Run:
 
 def main() -> int:
     rounds = bl.rounds_arg(5)
-    rss_rounds = 3
+    rss_rounds = 2
     if "--rss-rounds" in sys.argv:
         rss_rounds = int(sys.argv[sys.argv.index("--rss-rounds") + 1])
     res = bl.Results("s3", "2. S3: PALHM's aws-s3 backend against `aws s3 cp -`")

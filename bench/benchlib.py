@@ -115,6 +115,8 @@ def run_script(script: str, args: list[str], *, env=None, cwd=None, check=True, 
             doc = json.load(f)
         r.self_cpu = doc["cpu"]
         r.self_maxrss = doc["maxrss"]
+        if "requests" in doc:
+            r.extra["requests"] = doc["requests"]
     finally:
         os.unlink(usage)
     return r

@@ -9,10 +9,6 @@ the bench scripts without going through S3 (so they are never counted):
 
 - ``GET /_bench/counts``: ``{"ListObjectsV2": 100, ...}`` since the last reset;
 - ``POST /_bench/reset``: zero the counters;
-- ``POST /_bench/populate`` (JSON ``bucket``, ``root``, ``copies``,
-  ``keys-per-copy``): create the bucket if needed and put complete copies
-  straight into moto's store (objects, ``SHA256SUMS`` and the manifest in
-  PALHM's format), far faster than PUT requests;
 - ``POST /_bench/clear`` (JSON ``bucket``): remove every key and unfinished
   multipart upload of the bucket, or create it.
 """
@@ -24,7 +20,6 @@ import json
 import logging
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs
 
 ACCOUNT = "123456789012"
@@ -97,8 +92,6 @@ class Counting:
                 with self.lock:
                     self.counts.clear()
                 reply = {}
-            elif what == "populate":
-                reply = populate(body)
             elif what == "clear":
                 reply = clear(body["bucket"])
             else:
@@ -115,42 +108,6 @@ def _backend():
     from moto.s3.models import s3_backends
 
     return s3_backends[ACCOUNT]["aws"]
-
-
-def populate(req: dict) -> dict:
-    from palhm_core.manifest import SUMS_NAME, make_manifest, manifest_bytes, sums_bytes
-
-    backend = _backend()
-    bucket = req["bucket"]
-    if bucket not in backend.buckets:
-        backend.create_bucket(bucket, "us-east-1")
-    root = req["root"].strip("/")
-    nb_objects = req["keys-per-copy"] - 2  # + SHA256SUMS + the manifest
-    body = b"x" * req.get("object-size", 16)
-    digest = "0" * 64
-    start = datetime(2020, 1, 1, tzinfo=timezone.utc)
-    keys = 0
-    for c in range(req["copies"]):
-        when = start + timedelta(hours=c)
-        prefix = when.isoformat(timespec="seconds")
-        base = f"{root}/{prefix}/"
-        entries = [
-            {"path": f"obj-{i:03d}", "size": len(body), "sha256": digest} for i in range(nb_objects)
-        ]
-        for e in entries:
-            backend.put_object(bucket, base + e["path"], body)
-        backend.put_object(bucket, base + SUMS_NAME, sums_bytes(entries))
-        manifest = make_manifest(
-            task="rot",
-            prefix=prefix,
-            version="bench",
-            started=when.isoformat(),
-            finished=when.isoformat(),
-            objects=entries,
-        )
-        backend.put_object(bucket, base + "palhm-manifest.json", manifest_bytes(manifest))
-        keys += nb_objects + 2
-    return {"keys": keys}
 
 
 def clear(bucket: str) -> dict:
