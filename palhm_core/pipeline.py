@@ -24,6 +24,9 @@ from palhm_core.process import Children, describe_status, end_groups, kill_strag
 from palhm_core.tail import StderrTail
 
 PIPE_SIZE = 1 << 20
+#: Writing a file directly, the last command's output is sent to disk every this
+#: many bytes hashed (see :func:`_follow_file`).
+WRITEBACK_STEP = 8 << 20
 
 
 @dataclass
@@ -131,9 +134,16 @@ def _relay(fd: int, sink: Sink, hasher, block_size: int, progress: Progress) -> 
 
 
 def _follow_file(fd: int, writer: subprocess.Popen, hasher, block_size: int, progress) -> int:
-    """Hash the file ``writer`` is writing through ``fd`` until it exits."""
+    """Hash the file ``writer`` is writing through ``fd`` until it exits.
+
+    Every :data:`WRITEBACK_STEP` bytes hashed, the kernel is told PALHM is done
+    with them, so it starts writing them to disk now rather than at the final
+    fsync, and can drop them from the page cache (not the server's own data)
+    once they are clean.
+    """
     buf = memoryview(bytearray(block_size))
     size = 0
+    advised = behind = 0
     pause = 0.001
     while True:
         done = writer.poll() is not None
@@ -143,11 +153,23 @@ def _follow_file(fd: int, writer: subprocess.Popen, hasher, block_size: int, pro
             size += n
             progress.bytes = size
             pause = 0.001
+            if size - advised >= WRITEBACK_STEP:
+                # [behind, advised) was sent to disk a step ago: clean by now, dropped.
+                _done_with(fd, behind, size)
+                behind, advised = advised, size
         elif done:
             return size
         else:
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
+
+
+def _done_with(fd: int, start: int, end: int) -> None:
+    """Start writeback of [start, end) and drop its clean pages: a hint only."""
+    try:
+        os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
 
 
 def _check_exit_codes(execs: list[Exec], codes: list[int], tails) -> None:
