@@ -20,6 +20,7 @@ def pytest_report_header(config):
     return f"palhm faults: seed {SEED}, {TRIALS} kill -9 trials per backend"
 
 
+@pytest.hookimpl(trylast=True)  # after the durations: the last thing printed
 def pytest_terminal_summary(terminalreporter):
     if not FIGURES.trials and not FIGURES.fuzz_cases:
         return  # the fault suite did not run

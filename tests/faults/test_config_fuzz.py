@@ -287,9 +287,15 @@ def mutate(doc, muts):
             if containers:
                 containers[which % len(containers)][key] = value
         elif op == "odd-string":
-            doc = set_at(doc, path, ODD_STRINGS[which % len(ODD_STRINGS)])
+            # A string where a string was: past the schema, into the checks
+            # of values (modes, exit codes, limits, paths, signals...).
+            texts = [p for p, n in all_nodes if isinstance(n, str)] or [path]
+            odd = ODD_STRINGS + ([value] if isinstance(value, str) else [])
+            doc = set_at(doc, texts[which % len(texts)], odd[depth % len(odd)])
         elif op == "number":
-            doc = set_at(doc, path, [10**400, -(2**70), 2**63, 1e308, -0.0, 0.5][which % 6])
+            numbers = [p for p, n in all_nodes if isinstance(n, (int, float))] or [path]
+            big = [10**400, -(2**70), 2**63, 2**53 + 1, 1e308, -0.0, 0.5, -1, 0]
+            doc = set_at(doc, numbers[which % len(numbers)], big[depth % len(big)])
         elif op == "deep":
             deep.append(depth)
             doc = set_at(doc, path, DEEP)

@@ -241,9 +241,9 @@ def kill_at_random(r, store, conf: Path, log: Path, begun: float, total: float):
     old = set(store.partial_names())
     anywhere = r.random() < 0.25
     if anywhere:
-        delay = r.uniform(0.0, total * 1.1)
+        delay = r.uniform(0.0, total)
     else:
-        delay = r.uniform(0.0, max(0.05, (total - begun) * 1.2))
+        delay = r.uniform(0.0, max(0.05, total - begun))
     with open(log, "wb") as err:
         proc = start_palhm("run", "backup", config=conf, stderr=err)
         t0 = time.monotonic()
