@@ -2,19 +2,31 @@
 
 The names a plugin needs are importable from here: ``hookimpl`` to mark hook
 implementations, the :class:`Backend`/:class:`Sink` contract and the error
-classes.
+classes. They are loaded on first use (PEP 562), so that ``palhm --help``
+does not pay for pluggy and importlib.metadata.
 """
 
-from importlib import metadata
+from __future__ import annotations
 
-from palhm_core.backend import Backend, CopyInfo, PrefixExists, Sink
-from palhm_core.errors import BackendError, ConfigError, PalhmError, TaskError
-from palhm_core.hookspecs import hookimpl
+import importlib
 
-try:
-    __version__ = metadata.version("palhm")
-except metadata.PackageNotFoundError:  # running from a checkout
-    __version__ = "0+unknown"
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from palhm_core.backend import Backend, CopyInfo, PrefixExists, Sink
+    from palhm_core.errors import BackendError, ConfigError, PalhmError, TaskError
+    from palhm_core.hookspecs import hookimpl
+
+_EXPORTS = {
+    "Backend": "palhm_core.backend",
+    "CopyInfo": "palhm_core.backend",
+    "PrefixExists": "palhm_core.backend",
+    "Sink": "palhm_core.backend",
+    "BackendError": "palhm_core.errors",
+    "ConfigError": "palhm_core.errors",
+    "PalhmError": "palhm_core.errors",
+    "TaskError": "palhm_core.errors",
+    "hookimpl": "palhm_core.hookspecs",
+}
 
 __all__ = [
     "Backend",
@@ -27,3 +39,19 @@ __all__ = [
     "TaskError",
     "hookimpl",
 ]
+
+
+def __getattr__(name: str):
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            value = metadata.version("palhm")
+        except metadata.PackageNotFoundError:  # running from a checkout
+            value = "0+unknown"
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module 'palhm_core' has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
 
 
 def add_parser(sub) -> None:
@@ -62,6 +61,8 @@ def cmd_list(args) -> int:
         copies = sorted_copies(backend)
     finally:
         backend.close()
+    from datetime import datetime, timezone
+
     now = datetime.now(timezone.utc)
     rows = []
     for c in copies:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from importlib import resources
 
 DEFAULT_DIR = "/etc/palhm"
 DATA_FILES = ("palhm.conf", "conf.d/core.json")
@@ -61,6 +60,8 @@ def _count(n: int, what: str) -> str:
 
 def _init(target: str, quiet: bool = False) -> int:
     """Write the default files into ``target``, never over an existing file."""
+    from importlib import resources
+
     from palhm_core.errors import PalhmError
 
     data = resources.files("palhm_core") / "data"
