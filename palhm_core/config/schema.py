@@ -365,6 +365,8 @@ def _describe(err, file: str) -> list[tuple[tuple, str]]:
     elif err.validator in ("const", "enum"):
         choices = [value] if err.validator == "const" else value
         problem = f"{_show(err.instance)} is not one of: {', '.join(map(str, choices))}"
+    elif err.validator == "pattern":
+        problem = f"{_show(err.instance)} is not allowed: {err.schema.get('description', value)}"
     elif err.validator == "minItems":
         problem = "must not be empty" if value == 1 else f"needs at least {value} items"
     elif err.validator == "minimum":
