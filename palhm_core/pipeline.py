@@ -158,9 +158,10 @@ def _follow_file(fd: int, writer: subprocess.Popen, hasher, block_size: int, pro
         done = writer.poll() is not None
         end = os.fstat(fd).st_size
         if end > size:
-            size = _hash_more(fd, size, end, hasher, block_size)
+            before, size = size, _hash_more(fd, size, end, hasher, block_size)
             progress.bytes = size
-            pause = 0.001
+            if size - before >= block_size:  # a trickle is hashed in bigger gulps
+                pause = 0.001
             if size - advised >= WRITEBACK_STEP:
                 # [behind, advised) was sent to disk a step ago: clean by now, dropped.
                 _done_with(fd, behind, size)
