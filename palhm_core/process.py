@@ -50,7 +50,7 @@ class Children:
         self.signum: int | None = None
         self._guardian: _Guardian | None = None
 
-    def spawn(self, argv, *, stdin, stdout, stderr, env=None, label=None) -> subprocess.Popen:
+    def spawn(self, argv, *, stdin, stdout, stderr, env=None) -> subprocess.Popen:
         """Start ``argv`` (no shell) in a new process group."""
         with self._lock:
             if self.stopping:
