@@ -14,6 +14,7 @@ uploads) and leaves the good copy as it was.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -94,9 +95,31 @@ class Restartable:
     def _replay(self) -> None:
         import urllib.request
 
+        self._repair_recording()
         url = f"{self.server.endpoint}/moto-api/recorder/replay-recording"
         with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=120):
             pass
+
+    def _repair_recording(self) -> None:
+        """Keep the requests moto recorded in full, as a server restarted from
+        its disk keeps what it had written.
+
+        The kill may cut the last record short, and two threads recording at
+        once may leave two records on one line; moto's replay refuses either
+        with a 500.
+        """
+        text = self.recording.read_text()
+        decoder = json.JSONDecoder()
+        records, at = [], 0
+        while True:
+            while at < len(text) and text[at].isspace():
+                at += 1
+            try:
+                record, at = decoder.raw_decode(text, at)
+            except json.JSONDecodeError:
+                break
+            records.append(json.dumps(record))
+        self.recording.write_text("".join(line + "\n" for line in records))
 
     def kill(self) -> None:
         self.server.proc.kill()
