@@ -10,7 +10,7 @@ backup task. The core drives it through one copy at a time::
     ...                                # the core writes, then sink.close()
     backend.commit()                   # the copy becomes complete in one step
     # or, on any failure:  backend.rollback()
-    backend.list_copies(); backend.delete_copy(prefix)   # rotation
+    backend.list_copies(); backend.delete_copies(prefixes, deleted)   # rotation
     backend.close()
 
 Policy lives in the core, written once for every backend: the manifest and
@@ -24,6 +24,7 @@ alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
@@ -141,8 +142,26 @@ class Backend:
         not raise for things already gone."""
 
     def delete_copy(self, prefix: str) -> None:
-        """Delete a complete copy (rotation)."""
+        """Delete a complete copy (rotation). Called by the default
+        :meth:`delete_copies`; a backend that overrides that one need not
+        implement this."""
         raise NotImplementedError
+
+    def delete_copies(self, prefixes: list[str], deleted: Callable[[str], None]) -> None:
+        """Delete the complete copies ``prefixes`` (rotation, oldest first),
+        calling ``deleted(prefix)`` as each one is gone. The default deletes
+        them one by one with :meth:`delete_copy`; a backend whose storage
+        deletes many things per request (S3's DeleteObjects) overrides this
+        to batch across copies.
+
+        Every copy must stop being complete before anything else of it goes,
+        and a deletion cut short (a crash, a lost connection) must leave
+        nothing that :meth:`list_copies` shows as complete with objects
+        missing: what remains is for :meth:`clean_leftovers` to remove.
+        """
+        for prefix in prefixes:
+            self.delete_copy(prefix)
+            deleted(prefix)
 
     def open_object(self, prefix: str, path: str) -> IO[bytes]:
         """Open ``ROOT/prefix/path`` for streamed reading (verify, cat and the

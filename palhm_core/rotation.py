@@ -32,8 +32,8 @@ def select_for_rotation(
 def rotate(
     backend: Backend, *, keep: str, nb_copy_limit, root_size_limit, on_delete
 ) -> list[CopyInfo]:
-    """Delete what :func:`select_for_rotation` selects; ``on_delete(copy)``
-    after each deletion."""
+    """Delete what :func:`select_for_rotation` selects, in one call of
+    :meth:`Backend.delete_copies`; ``on_delete(copy)`` as each one is gone."""
     if nb_copy_limit is None and root_size_limit is None:
         return []
     doomed = select_for_rotation(
@@ -42,7 +42,7 @@ def rotate(
         nb_copy_limit=nb_copy_limit,
         root_size_limit=root_size_limit,
     )
-    for copy in doomed:
-        backend.delete_copy(copy.prefix)
-        on_delete(copy)
+    by_prefix = {copy.prefix: copy for copy in doomed}
+    if doomed:
+        backend.delete_copies(list(by_prefix), lambda prefix: on_delete(by_prefix[prefix]))
     return doomed

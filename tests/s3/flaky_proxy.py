@@ -2,7 +2,8 @@
 the first attempt of chosen requests with an error (503 SlowDown, 500
 InternalError), the way S3 throttles and fails, and forwards everything else
 unchanged. It checks that botocore's retries, as the backend configures
-them, carry an upload through."""
+them, carry an upload through. It also logs every request it sees, so a
+test can count what PALHM asks of the server."""
 
 from __future__ import annotations
 
@@ -32,11 +33,17 @@ def first_attempt_fails(method: str, path: str) -> int | None:
     return None
 
 
+def never_fails(method: str, path: str) -> None:
+    return None
+
+
 class FlakyProxy:
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, fails=first_attempt_fails):
         self.upstream = urlsplit(upstream)
         self.seen: set[tuple[str, str]] = set()
         self.injected: list[tuple[int, str, str]] = []
+        #: ``(method, path)`` of every request, in the order they came.
+        self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         proxy = self
 
@@ -49,7 +56,9 @@ class FlakyProxy:
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                status = first_attempt_fails(self.command, self.path)
+                with proxy.lock:
+                    proxy.requests.append((self.command, self.path))
+                status = fails(self.command, self.path)
                 if status is not None:
                     with proxy.lock:
                         first = (self.command, self.path) not in proxy.seen

@@ -103,6 +103,66 @@ def test_rotation_of_a_copy_of_1001_objects_lists_pages_and_deletes_in_batches(t
     assert len(copies(bucket)) == 1
 
 
+def put_old_copies(bucket, count: int, objects: int) -> list[str]:
+    """``count`` complete copies of ``objects`` objects each (plus SHA256SUMS
+    and the manifest), older than any PALHM makes now; their PREFIXes."""
+    prefixes = [f"2000-01-01T{h:02d}:00:00+00:00" for h in range(count)]
+    keys = [f"{ROOT}/{p}/o/{i:03d}" for p in prefixes for i in range(objects)]
+    keys += [f"{ROOT}/{p}/SHA256SUMS" for p in prefixes]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: bucket.put(k, b"x"), keys))
+    for p in prefixes:  # complete last, as PALHM makes them
+        bucket.put(f"{ROOT}/{p}/{MANIFEST}", b'{"objects": [], "size": %d}' % objects)
+    return prefixes
+
+
+def test_rotation_deletes_many_copies_in_batches_across_copies(tmp_path, bucket):
+    from .flaky_proxy import FlakyProxy, never_fails
+
+    foreign = put_foreign(bucket)
+    old = put_old_copies(bucket, 24, 48)  # 24 copies of 50 keys: 1,200 keys
+    with FlakyProxy(bucket.endpoint, fails=never_fails) as proxy:
+        params = {"endpoint-url": proxy.endpoint, "nb-copy-limit": 1}
+        task = s3_task(bucket, [obj("a", "echo", "new")], **params)
+        result = run_palhm("-v", "run", "backup", config=config(tmp_path, task))
+        assert result.returncode == 0, result.stderr
+    (new,) = copies(bucket)
+    assert sorted(bucket.key_list()) == sorted(
+        [*foreign, *(f"{ROOT}/{new}/{p}" for p in ("a", "SHA256SUMS", MANIFEST))]
+    )
+    rotated = [ln.rsplit(" ", 1)[1] for ln in result.stderr.splitlines() if "rotated away" in ln]
+    assert rotated == old
+    deletes = [path for method, path in proxy.requests if method == "POST" and "?delete" in path]
+    puts = [path for method, path in proxy.requests if method == "PUT"]
+    # ceil(1,200 / 1,000) DeleteObjects for the copies, one for the marker of
+    # the new copy, one for the rotation's journal; no request per old copy.
+    assert len(deletes) == 2 + 1 + 1, proxy.requests
+    assert sorted(path.split("?")[0].rsplit("/", 1)[1] for path in puts) == sorted(
+        [".palhm-partial", "a", "SHA256SUMS", MANIFEST, ".palhm-rotation"]
+    )
+
+
+def test_a_rotation_cut_short_is_finished_by_the_next_run(tmp_path, bucket):
+    foreign = put_foreign(bucket)
+    gone, still, kept = put_old_copies(bucket, 3, 5)
+    # The journal names two copies; the first lost its manifest and some
+    # objects before the run was killed, the second is still complete.
+    bucket.put(f"{ROOT}/.palhm-rotation", f"# PALHM is deleting\n{gone}\n{still}\n".encode())
+    for key in bucket.key_list(f"{ROOT}/{gone}/")[:3] + [f"{ROOT}/{gone}/{MANIFEST}"]:
+        bucket.client.delete_object(Bucket=bucket.name, Key=key)
+    assert copies(bucket) == [still, kept]
+    conf = config(tmp_path, s3_task(bucket, [obj("a", "echo", "next")]))
+    result = run_palhm("run", "backup", config=conf)
+    assert result.returncode == 0, result.stderr
+    assert f"what rotation left of s3://{bucket.name}/{ROOT}/{gone}/ (3 objects)" in result.stderr
+    (new,) = [p for p in copies(bucket) if p not in (still, kept)]
+    assert copies(bucket) == [still, kept, new]
+    assert bucket.key_list(f"{ROOT}/{gone}/") == []
+    assert len(bucket.key_list(f"{ROOT}/{still}/")) == 7
+    assert set(foreign) <= set(bucket.key_list())
+    assert f"{ROOT}/.palhm-rotation" not in bucket.key_list()
+
+
 def failing_script(nbytes: int, code: int) -> list[str]:
     return [
         sys.executable,

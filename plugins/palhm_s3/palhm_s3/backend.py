@@ -4,9 +4,14 @@ A copy being written holds a marker object, ``ROOT/PREFIX/.palhm-partial``,
 from :meth:`begin` until :meth:`commit` has finished; its manifest, written
 last, is what makes it complete. So a prefix with the marker and no manifest
 is what a crashed run left, which the next run removes, and a prefix with
-neither was not made by PALHM and is never touched. Rotation puts the marker
-back and deletes the manifest first, so an interrupted deletion is cleaned up
-the same way.
+neither was not made by PALHM and is never touched.
+
+Rotation deletes many copies with few requests: it writes a journal,
+``ROOT/.palhm-rotation``, naming the copies it deletes, then deletes their
+manifests before any other key, 1,000 keys per DeleteObjects across copies,
+and removes the journal last. A rotation cut short leaves the journal, and the
+next run removes what remains of the copies it names that are no longer
+complete.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ MARKER_TEXT = (
     b"PALHM is writing this copy, or a run that did was interrupted: it is not complete "
     b"until palhm-manifest.json is present.\n"
 )
+#: The journal of a rotation under way, right in ROOT: the PREFIXes it deletes.
+JOURNAL_NAME = ".palhm-rotation"
+JOURNAL_HEAD = "# PALHM is deleting these copies; a run that finds this file finishes the job.\n"
 #: Files of a copy that are PALHM's own, not backup objects.
 OWN_FILES = frozenset({MANIFEST_NAME, SUMS_NAME, MARKER_NAME})
 #: Keys per DeleteObjects request, the most S3 takes.
@@ -68,6 +76,8 @@ class S3Backend(Backend):
         self._lock = threading.Lock()
         self._uploads: dict[str, str] = {}  # upload id -> key, of this copy
         self._stored: dict[str, int] = {}  # key -> size, of this copy
+        self._listed: dict[str, _Prefix] = {}  # what list_copies last found
+        self._journal = False  # the last listing found a rotation's journal
 
     def describe(self) -> str:
         where = f"s3://{self.bucket}/{self.settings.root}"
@@ -107,8 +117,10 @@ class S3Backend(Backend):
 
     def _scan(self) -> dict[str, _Prefix]:
         """Every first-level PREFIX under ROOT with what it holds; keys right
-        in ROOT are not PALHM's and are left out."""
+        in ROOT are not PALHM's and are left out, but for the rotation's
+        journal, whose presence is noted in ``self._journal``."""
         found: dict[str, _Prefix] = {}
+        self._journal = False
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self.base
         )
@@ -118,6 +130,7 @@ class S3Backend(Backend):
                     rest = obj["Key"][len(self.base) :]
                     prefix, sep, path = rest.partition("/")
                     if not sep or not prefix:
+                        self._journal = self._journal or rest == JOURNAL_NAME
                         continue
                     entry = found.setdefault(prefix, _Prefix())
                     entry.keys.append(obj["Key"])
@@ -131,15 +144,16 @@ class S3Backend(Backend):
         return found
 
     def list_copies(self) -> list[CopyInfo]:
+        self._listed = self._scan()
         return [
             CopyInfo(prefix, entry.manifest, entry.size, entry.objects)
-            for prefix, entry in self._scan().items()
+            for prefix, entry in self._listed.items()
             if entry.manifest or entry.marker
         ]
 
     def clean_leftovers(self) -> list[str]:
-        removed = []
         scan = self._scan()
+        removed = self._finish_rotation(scan) if self._journal else []
         for prefix, entry in sorted(scan.items()):
             if prefix == self.prefix or not entry.marker:
                 continue
@@ -266,14 +280,57 @@ class S3Backend(Backend):
 
     # -- old copies --------------------------------------------------------------
 
-    def delete_copy(self, prefix: str) -> None:
-        copy_key = self._copy_key(prefix)
-        keys = self._list_keys(copy_key)
-        if not keys:
-            return
-        self._put_marker(prefix)
-        self._delete_keys([f"{copy_key}{MANIFEST_NAME}"])
-        self._delete_copy_keys(prefix, keys)
+    def delete_copies(self, prefixes: list[str], deleted) -> None:
+        """Delete the copies with one journal PUT, ceil(keys / 1,000)
+        DeleteObjects and one DELETE of the journal. The keys are those
+        :meth:`list_copies` found: a complete copy does not change."""
+        keys = {
+            p: self._listed[p].keys if p in self._listed else self._list_keys(self._copy_key(p))
+            for p in prefixes
+        }
+        journal = f"{self.base}{JOURNAL_NAME}"
+        text = JOURNAL_HEAD + "".join(f"{p}\n" for p in prefixes)
+        with self.errors(f"cannot create {self._url(journal)}"):
+            self.client.put_object(
+                Bucket=self.bucket, Key=journal, Body=text.encode(), **self.settings.sse_args()
+            )
+        # Every manifest first: no copy is complete while it loses objects.
+        manifests = [f"{self._copy_key(p)}{MANIFEST_NAME}" for p in prefixes]
+        order = manifests + [k for p in prefixes for k in keys[p] if k not in set(manifests)]
+        position = {k: i for i, k in enumerate(order)}
+        gone_after = {
+            max((position[k] for k in keys[p]), default=position[m]): p
+            for p, m in zip(prefixes, manifests, strict=True)
+        }
+        for start in range(0, len(order), DELETE_BATCH):
+            batch = order[start : start + DELETE_BATCH]
+            self._delete_keys(batch)
+            for i in range(start, start + len(batch)):
+                if i in gone_after:
+                    deleted(gone_after[i])
+        self._delete_keys([journal])
+        for p in prefixes:
+            self._listed.pop(p, None)
+
+    def _finish_rotation(self, scan: dict[str, _Prefix]) -> list[str]:
+        """Remove what a rotation cut short left of the copies its journal
+        names: those no longer complete. Then the journal."""
+        journal = f"{self.base}{JOURNAL_NAME}"
+        with self.errors(f"cannot read {self._url(journal)}"):
+            text = self.client.get_object(Bucket=self.bucket, Key=journal)["Body"].read()
+        removed = []
+        for prefix in text.decode(errors="replace").splitlines():
+            entry = scan.get(prefix)
+            if prefix.startswith("#") or entry is None or entry.manifest:
+                continue
+            self._delete_copy_keys(prefix, entry.keys)
+            del scan[prefix]
+            removed.append(
+                f"what rotation left of {self._url(self._copy_key(prefix))} "
+                f"({len(entry.keys)} objects)"
+            )
+        self._delete_keys([journal])
+        return removed
 
     def open_object(self, prefix: str, path: str):
         key = f"{self._copy_key(prefix)}{path}"
