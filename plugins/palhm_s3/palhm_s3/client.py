@@ -23,6 +23,12 @@ def make_client(settings: Settings, errors: S3Errors, pool_size: int, where: str
         "max_pool_connections": pool_size,
         "s3": s3_options,
     }
+    if settings.checksum == "SHA256":
+        # The part's SHA-256 travels in a signed header (x-amz-checksum-sha256)
+        # that S3 checks against the body, so the body is bound to the
+        # signature already; over plain http botocore would otherwise hash
+        # every byte once more to sign it (over https it already does not).
+        s3_options["payload_signing_enabled"] = False
     if settings.checksum is None:
         # Only where S3 requires one (DeleteObjects): for servers that reject the
         # checksum headers botocore sends by default.

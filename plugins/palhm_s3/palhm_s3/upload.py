@@ -6,12 +6,11 @@ sent as a part by a small thread pool while the next one fills; at most
 ``max_concurrency`` parts are in flight, so memory is ``(max_concurrency + 1)
 × part size`` whatever the object's size, allocated when the multipart upload
 starts. Part sizes follow a :class:`~palhm_s3.schedule.PartSchedule`. Buffers
-are reused, never copied: a part's body is a read-only view of its buffer.
+are reused, never copied: a part's body is its buffer.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 from collections.abc import Callable
@@ -28,52 +27,14 @@ log = logging.getLogger("palhm")
 _POLL = 0.5
 
 
-class BufferBody(io.RawIOBase):
-    """A seekable, read-only file over the first ``length`` bytes of a
-    buffer: what botocore reads (and re-reads on a retry) as a request body."""
-
-    def __init__(self, buf: bytearray, length: int):
-        super().__init__()
-        self._view = memoryview(buf)[:length]
-        self._pos = 0
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        n = min(len(b), len(self._view) - self._pos)
-        if n <= 0:
-            return 0
-        b[:n] = self._view[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-    def read(self, size: int = -1) -> bytes:
-        end = (
-            len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
-        )
-        data = self._view[self._pos : end].tobytes()
-        self._pos = max(self._pos, end)
-        return data
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def close(self) -> None:
-        if not self.closed:
-            self._view.release()
-        super().close()
+def part_body(buf: bytearray, length: int) -> bytearray:
+    """The request body of a part: its buffer itself, cut to ``length``
+    first when the part is the last and shorter. botocore and http.client
+    take a bytearray whole: one checksum update and one ``sendall``, where a
+    file-like body is read back in 16 KiB pieces."""
+    if length < len(buf):
+        del buf[length:]
+    return buf
 
 
 class UploadSink(Sink):
@@ -205,16 +166,12 @@ class UploadSink(Sink):
                 self._free.append(buf)
 
     def _put_whole(self) -> None:
-        buf = self._buf if self._buf is not None else bytearray()
-        body = BufferBody(buf, self._fill)
+        body = part_body(self._buf if self._buf is not None else bytearray(), self._fill)
         kwargs = dict(self.extra)
         if self.checksum:
             kwargs["ChecksumAlgorithm"] = self.checksum
-        try:
-            with self.errors(f"cannot store {self.where}"):
-                self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **kwargs)
-        finally:
-            body.close()
+        with self.errors(f"cannot store {self.where}"):
+            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **kwargs)
         log.debug("%s: %d bytes in one PUT", self.where, self.size)
 
     def _start(self) -> None:
@@ -263,7 +220,7 @@ class UploadSink(Sink):
             raise self._error
 
     def _upload_part(self, number: int, buf: bytearray, length: int) -> None:
-        body = BufferBody(buf, length)
+        body = part_body(buf, length)
         try:
             if self._error is not None:
                 return
@@ -293,7 +250,6 @@ class UploadSink(Sink):
                 self._error = e
             raise e from None
         finally:
-            body.close()
             self._give_back(buf)
             self._slots.release()
 
