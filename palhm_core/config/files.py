@@ -9,6 +9,7 @@ order (recursively), so that an include's scalars override its includer's.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -153,7 +154,41 @@ _JSON5_POS = re.compile(r"^<string>:(\d+)\s+(.*?)(?: at column (\d+))?$", re.S)
 _UNEXPECTED = re.compile(r'^Unexpected "(.*)"$', re.S)
 
 
+#: Deeper documents go to json5 even when they are plain JSON, which refuses
+#: them before the rest of PALHM would run out of stack.
+PLAIN_DEPTH = 32
+
+
+def _depth(doc: Any) -> int:
+    deepest = 0
+    todo = [(doc, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            todo.extend((v, depth + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        raise ValueError("duplicate key")
+    return doc
+
+
 def _parse_json5(text: str, path: str) -> Any:
+    # Plain JSON, the common case, through the standard library's C parser:
+    # json5's pure-Python one takes milliseconds per kilobyte, on every run.
+    # Anything else (comments, trailing commas, duplicate keys, errors) goes
+    # to json5, which accepts JSONC and words the errors.
+    try:
+        doc = json.loads(text, object_pairs_hook=_refuse_duplicates)
+    except (ValueError, RecursionError):
+        pass
+    else:
+        if _depth(doc) <= PLAIN_DEPTH:
+            return doc
     import json5
 
     if not _strip_json_comments(text).strip():
