@@ -267,15 +267,31 @@ class LocalFsBackend(Backend):
 
     # -- old copies ----------------------------------------------------------------
 
-    def delete_copy(self, prefix: str) -> None:
-        path = os.path.join(self.root, prefix)
-        doomed = os.path.join(self.root, f"{STAGING}{prefix}.{secrets.token_hex(4)}")
-        try:
-            os.rename(path, doomed)
-            self._sync_dir(self.root)
-        except OSError as e:
-            raise _fail("cannot delete copy", path, e) from None
-        self._rmtree(doomed)
+    def delete_copies(self, prefixes: list[str], deleted) -> None:
+        """Rename every copy to a staging name, fsync ROOT once for all of
+        them, then remove them: from the fsync on none is complete, and what
+        a crash leaves is removed by the next run's leftover scan."""
+        renamed: list[tuple[str, str]] = []
+        failure = None
+        for prefix in prefixes:
+            path = os.path.join(self.root, prefix)
+            doomed = os.path.join(self.root, f"{STAGING}{prefix}.{secrets.token_hex(4)}")
+            try:
+                os.rename(path, doomed)
+            except OSError as e:
+                failure = _fail("cannot delete copy", path, e)
+                break
+            renamed.append((prefix, doomed))
+        if renamed:
+            try:
+                self._sync_dir(self.root)
+            except OSError as e:
+                raise _fail("cannot delete copies in", self.root, e) from None
+        for prefix, doomed in renamed:
+            self._rmtree(doomed)
+            deleted(prefix)
+        if failure is not None:
+            raise failure
 
     def open_object(self, prefix: str, path: str):
         full = os.path.join(self.root, prefix, *path.split("/"))
