@@ -296,7 +296,8 @@ class S3Backend(Backend):
             )
         # Every manifest first: no copy is complete while it loses objects.
         manifests = [f"{self._copy_key(p)}{MANIFEST_NAME}" for p in prefixes]
-        order = manifests + [k for p in prefixes for k in keys[p] if k not in set(manifests)]
+        first = set(manifests)
+        order = manifests + [k for p in prefixes for k in keys[p] if k not in first]
         position = {k: i for i, k in enumerate(order)}
         gone_after = {
             max((position[k] for k in keys[p]), default=position[m]): p
