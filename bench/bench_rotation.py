@@ -253,10 +253,12 @@ def bench_s3(res: bl.Results, tmp: Path, rounds: int, where: Path) -> None:
         ref = [r.wall for r in runs["reference"]]
         pa = [r.wall for r in runs["palhm"]]
         pages = math.ceil(total / 1000)
-        # PALHM makes a copy of its own first, so it deletes one copy more than
-        # the reference to keep 10.
+        # PALHM makes a copy of its own first (its object, SHA256SUMS and the
+        # manifest), which its rotation lists too, and so deletes one copy
+        # more than the reference to keep 10.
+        rotation_pages = math.ceil((total + 3) / 1000)
         palhm_keys = total - (KEEP - 1) * KEYS_PER_COPY
-        least = pages + math.ceil(palhm_keys / 1000)
+        least = rotation_pages + math.ceil(palhm_keys / 1000)
         res.add(
             f"S3 {total:,} keys, {S3_COPIES} -> {KEEP} copies: reference / PALHM seconds (medians)",
             f"{bl.median(ref):.2f} s / {bl.median(pa):.2f} s",
@@ -283,9 +285,10 @@ def bench_s3(res: bl.Results, tmp: Path, rounds: int, where: Path) -> None:
             "x",
         )
         res.note(
-            f"S3 least count of a rotation: {pages} list pages + ceil({palhm_keys:,} / 1,000) "
-            f"= {least}. PALHM's run may add {pages} list pages for the leftover scan before "
-            f"its copy is begun and {OWN_REQUESTS} requests (the PREFIX check, the deletion of "
+            f"S3 least count of PALHM's rotation: {rotation_pages} list pages (its own copy "
+            f"included) + ceil({palhm_keys:,} / 1,000) = {least}. PALHM's run may add "
+            f"{pages} list pages for the leftover scan before its copy is begun and "
+            f"{OWN_REQUESTS} requests (the PREFIX check, the deletion of "
             f"its copy's marker and of the rotation's journal): {allowed}. Requests are counted "
             "in each client (botocore's Endpoint, every HTTP attempt), see bench/selfusage.py."
         )
