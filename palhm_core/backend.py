@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Any, ClassVar
 
 from palhm_core.errors import BackendError
@@ -45,6 +46,9 @@ class CopyInfo:
         own two files are not counted).
     :param objects: number of objects, from the manifest (``None`` when unknown).
     :param manifest: the parsed manifest, when the backend read it anyway.
+    :param finished: when the manifest was stored, if the backend knows it
+        without reading the manifest (an S3 listing gives each key's time);
+        ``palhm backups list`` shows the age from it, or from the manifest.
     """
 
     prefix: str
@@ -52,6 +56,7 @@ class CopyInfo:
     size: int
     objects: int | None = None
     manifest: dict[str, Any] | None = None
+    finished: datetime | None = None
 
 
 class Sink:

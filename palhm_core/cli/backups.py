@@ -66,12 +66,17 @@ def cmd_list(args) -> int:
     now = datetime.now(timezone.utc)
     rows = []
     for c in copies:
-        finished = (c.manifest or {}).get("finished")
-        age = None
-        if finished:
+        finished = c.finished
+        if finished is None and (c.manifest or {}).get("finished"):
             try:
-                age = int((now - datetime.fromisoformat(finished)).total_seconds())
+                finished = datetime.fromisoformat(c.manifest["finished"])
             except (TypeError, ValueError):
+                pass
+        age = None
+        if finished is not None:
+            try:
+                age = int((now - finished).total_seconds())
+            except TypeError:  # a time without a zone
                 pass
         rows.append(
             {

@@ -75,6 +75,8 @@ def test_rotation_keeps_the_newest_and_never_touches_foreign_objects(tmp_path, b
     assert [(r["prefix"], r["complete"], r["size"], r["objects"]) for r in rows] == [
         (p, True, 1000, 1) for p in made[1:]
     ]
+    # The age comes from the manifest's time in the listing, not from reading it.
+    assert all(0 <= r["age-seconds"] < 600 for r in rows), rows
     # By total size: only the copy just made fits, and it is never deleted.
     task["backend-param"]["root-size-limit"] = "1"
     task["backend-param"]["nb-copy-limit"] = "Infinity"

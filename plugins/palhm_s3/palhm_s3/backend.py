@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from palhm_core import Backend, BackendError, CopyInfo, PrefixExists, Sink
@@ -55,6 +56,7 @@ class _Prefix:
     objects: int = 0
     manifest: bool = False
     marker: bool = False
+    finished: datetime | None = None  # when the manifest was stored
 
 
 class S3Backend(Backend):
@@ -136,6 +138,7 @@ class S3Backend(Backend):
                     entry.keys.append(obj["Key"])
                     if path == MANIFEST_NAME:
                         entry.manifest = True
+                        entry.finished = obj.get("LastModified")
                     elif path == MARKER_NAME:
                         entry.marker = True
                     elif path != SUMS_NAME:
@@ -146,7 +149,7 @@ class S3Backend(Backend):
     def list_copies(self) -> list[CopyInfo]:
         self._listed = self._scan()
         return [
-            CopyInfo(prefix, entry.manifest, entry.size, entry.objects)
+            CopyInfo(prefix, entry.manifest, entry.size, entry.objects, finished=entry.finished)
             for prefix, entry in self._listed.items()
             if entry.manifest or entry.marker
         ]
