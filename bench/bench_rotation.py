@@ -51,21 +51,24 @@ KEEP = 10
 OWN_REQUESTS = 3
 
 
-def make_local_copies(root: Path, n: int) -> None:
+def write_copies(root: Path, n: int, paths: list[str], mode: int = 0o755) -> int:
+    """``n`` complete copies under ``root`` in PALHM's on-disk format, an hour
+    apart from 2020-01-01: per copy the 16-byte objects ``paths``,
+    ``SHA256SUMS`` and ``palhm-manifest.json`` (:mod:`palhm_core.manifest`).
+    The number of files written."""
     from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME, make_manifest, manifest_bytes
 
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
     body = b"x" * 16
-    entry = {"path": "data", "size": len(body), "sha256": "0" * 64}
-    sums = f"{entry['sha256']}  data\n".encode()
+    entries = [{"path": p, "size": len(body), "sha256": "0" * 64} for p in paths]
+    sums = "".join(f"{e['sha256']}  {e['path']}\n" for e in entries).encode()
     start = datetime(2020, 1, 1, tzinfo=timezone.utc)
     for c in range(n):
         when = start + timedelta(hours=c)
         prefix = when.isoformat(timespec="seconds")
         d = root / prefix
-        d.mkdir(mode=0o750)
-        (d / "data").write_bytes(body)
+        d.mkdir(mode=mode)
+        for e in entries:
+            (d / e["path"]).write_bytes(body)
         (d / SUMS_NAME).write_bytes(sums)
         manifest = make_manifest(
             task="rot",
@@ -73,9 +76,16 @@ def make_local_copies(root: Path, n: int) -> None:
             version="bench",
             started=when.isoformat(),
             finished=when.isoformat(),
-            objects=[entry],
+            objects=entries,
         )
         (d / MANIFEST_NAME).write_bytes(manifest_bytes(manifest))
+    return n * (len(entries) + 2)
+
+
+def make_local_copies(root: Path, n: int) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    write_copies(root, n, ["data"], mode=0o750)
     os.sync()
 
 
@@ -166,35 +176,9 @@ def bench_localfs(res: bl.Results, tmp: Path, rounds: int, where: Path) -> None:
 def make_s3_template(top: Path) -> int:
     """ROOT ``palhm`` of 1,000 complete copies as files for ``rclone serve s3``:
     per copy 98 objects, ``SHA256SUMS`` and the manifest."""
-    from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME, make_manifest, manifest_bytes
-
-    body = b"x" * 16
-    entries = [
-        {"path": f"obj-{i:03d}", "size": len(body), "sha256": "0" * 64}
-        for i in range(KEYS_PER_COPY - 2)
-    ]
-    sums = "".join(f"{e['sha256']}  {e['path']}\n" for e in entries).encode()
-    start = datetime(2020, 1, 1, tzinfo=timezone.utc)
-    keys = 0
-    for c in range(S3_COPIES):
-        when = start + timedelta(hours=c)
-        prefix = when.isoformat(timespec="seconds")
-        d = top / "palhm" / prefix
-        d.mkdir(parents=True)
-        for e in entries:
-            (d / e["path"]).write_bytes(body)
-        (d / SUMS_NAME).write_bytes(sums)
-        manifest = make_manifest(
-            task="rot",
-            prefix=prefix,
-            version="bench",
-            started=when.isoformat(),
-            finished=when.isoformat(),
-            objects=entries,
-        )
-        (d / MANIFEST_NAME).write_bytes(manifest_bytes(manifest))
-        keys += len(entries) + 2
-    return keys
+    root = top / "palhm"
+    root.mkdir(parents=True)
+    return write_copies(root, S3_COPIES, [f"obj-{i:03d}" for i in range(KEYS_PER_COPY - 2)])
 
 
 def bench_s3(res: bl.Results, tmp: Path, rounds: int, where: Path) -> None:
