@@ -1,28 +1,41 @@
 """Keeping two runs of one task from overlapping.
 
 A run holds ``flock(2)`` locks, which the kernel drops when PALHM dies however
-it dies, so a lock is never stale and there is nothing to clean up:
+it dies, so a lock is never stale and there is nothing to clean up. Every lock
+is on a file in a *lock directory* that only PALHM's user can write, so that no
+other user can hold a lock and block the runs (PALHM never locks the config
+file, which other users may be able to read):
 
-- an exclusive lock on ``LOCKDIR/TASK.HASH.lock``, HASH naming the config
-  file's real path and the task id, so the same task id in two configs does
-  not collide. PALHM writes its PID into the file for the run that finds it
-  taken;
-- a shared lock on the config file itself, opened read-only.
-
-When no lock directory can be used (a read-only sandbox such as
-``systemd-run -p ProtectSystem=strict -p ReadOnlyPaths=/ palhm run TASK``, or a
-user without ``$XDG_RUNTIME_DIR``), the run takes an *exclusive* lock on the
-config file instead: such a run then excludes every other run of the same
-config, not only runs of the same task. Shared and exclusive locks on the
-same file keep both kinds of runs honest with each other. A lock file that
-already exists is still used read-only (per task), only without the PID.
+- a shared lock on the lock directory itself;
+- an exclusive lock on ``LOCKDIR/TASK.HASH.lock`` for the task and for every
+  task it runs, HASH naming the config file's real path and the task id, so
+  the same task id in two configs does not collide. PALHM writes its PID into
+  the file for the run that finds it taken.
 
 The lock directory is, first found: ``--lock-dir``, ``$PALHM_LOCK_DIR``,
-``/run/lock/palhm`` for root, ``$XDG_RUNTIME_DIR/palhm`` for other users. It
-must belong to the user running PALHM (or root) and be writable by no one else.
+``/run/palhm`` for root, ``$XDG_RUNTIME_DIR/palhm`` for other users. PALHM
+creates it with mode 0700 and refuses, with exit status 2, one that is not a
+directory of its own user or that the group or others can write, a lock file
+that is not a plain file of its own user with mode 0600 (or stricter), and a
+non-root run with neither ``--lock-dir``, ``$PALHM_LOCK_DIR`` nor
+``$XDG_RUNTIME_DIR``.
 
-The run that finds a lock taken names the holder: from ``/proc/locks``, else
-the PID written in the lock file, else "another process".
+A read-only sandbox (``systemd-run -p ProtectSystem=strict -p
+ReadOnlyPaths=/ palhm run TASK``) can still lock: the lock directory must
+exist (``RuntimeDirectory=palhm`` makes it, writable even under
+``ProtectSystem=strict``); a lock file that exists is locked read-only, and
+when one is missing and cannot be made, the run takes an *exclusive* lock on
+the lock directory instead, so that it excludes every other run using that
+directory while it goes on.
+
+The locks of one run are taken once, in task-id order, through one object
+(:class:`RunLocks`): a run never waits for a lock it holds itself. A lock
+file that cannot be opened for a reason other than a read-only file system
+(too many open files, for one) is an error, never taken for a busy lock.
+
+The run that finds a lock taken names the holder and the lock file: the PIDs
+from ``/proc/locks``, else the PID written in the lock file, else "another
+process".
 """
 
 from __future__ import annotations
@@ -36,23 +49,31 @@ import os
 import re
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from palhm_core.errors import LockBusy
+from palhm_core.errors import LockBusy, PalhmError
 
 log = logging.getLogger("palhm")
 
-ROOT_LOCK_DIR = "/run/lock/palhm"
+ROOT_LOCK_DIR = "/run/palhm"
 ENV_LOCK_DIR = "PALHM_LOCK_DIR"
 #: Seconds between attempts while waiting (``--wait``).
 POLL = 0.2
+#: Errors that say a lock file cannot be made here, not that something is wrong.
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.@+-]")
 
 
+class LockDirError(PalhmError):
+    """No lock directory PALHM may use: the run does not start."""
+
+    exit_status = 2
+
+
 def default_lock_dir(environ: Mapping[str, str] | None = None, euid: int | None = None):
     """Where lock files go when ``--lock-dir`` is not given; None when there
-    is no such place (the config file is locked instead)."""
+    is no such place (a non-root user without ``$XDG_RUNTIME_DIR``)."""
     environ = os.environ if environ is None else environ
     euid = os.geteuid() if euid is None else euid
     if environ.get(ENV_LOCK_DIR):
@@ -72,137 +93,90 @@ def lock_name(config_path: str, task_id: str) -> str:
     return f"{readable}.{digest}.lock"
 
 
-class RunLock:
-    """The locks of one run of ``task_id`` from the config at ``config_path``.
+class _Lock:
+    """One open file to flock: the directory or a task's lock file."""
+
+    def __init__(self, fd: int, path: str, task_id: str | None, writable: bool):
+        self.fd, self.path, self.task_id, self.writable = fd, path, task_id, writable
+        self.held = False
+
+
+class RunLocks:
+    """The locks of one run of ``task_ids`` (a task and every task it runs)
+    of the config at ``config_path``.
 
     Use :meth:`acquire`, then :meth:`release` (or let the process end).
     """
 
-    def __init__(self, config_path: str, task_id: str, lock_dir: str | None = None):
+    def __init__(self, config_path: str, task_ids: Iterable[str], lock_dir: str | None = None):
         self.config = os.path.realpath(config_path)
-        self.task_id = task_id
-        self.lock_dir = lock_dir if lock_dir is not None else default_lock_dir()
-        self.path: str | None = None  # the task's lock file, when there is one
-        self._task_fd = -1
-        self._config_fd = -1
-        self._writable = False
-        self.held = False
-        self._config_locked = False
+        self.task_ids = sorted(set(task_ids))
+        self.lock_dir = lock_dir or default_lock_dir()
+        self._dir: _Lock | None = None
+        self._tasks: list[_Lock] = []
+        self.exclusive_dir = False  # True in a read-only sandbox missing a lock file
 
     # -- opening --------------------------------------------------------------
 
     def _open(self) -> None:
-        if self._config_fd < 0:
-            try:
-                self._config_fd = os.open(self.config, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as e:
-                log.warning("cannot open %s to lock it: %s", self.config, e.strerror or e)
-        if self._task_fd < 0 and self.lock_dir:
-            self._open_task_file()
-
-    def _open_task_file(self) -> None:
+        if self._dir is not None:
+            return
+        if not self.lock_dir:
+            raise LockDirError(
+                "no lock directory: $XDG_RUNTIME_DIR is not set; give --lock-dir DIR or set "
+                f"{ENV_LOCK_DIR} to a directory only this user can write"
+            )
         directory = os.path.abspath(self.lock_dir)
-        path = os.path.join(directory, lock_name(self.config, self.task_id))
-        try:
-            os.makedirs(directory, mode=0o755, exist_ok=True)
-        except OSError as e:
-            if not os.path.isdir(directory):
-                log.debug("lock directory %s: %s; locking the config file", directory, e)
-                return
-        problem = _unsafe_dir(directory)
-        if problem:
-            log.warning(
-                "not using lock directory %s: %s; locking the config file instead",
-                directory,
-                problem,
-            )
-            return
-        flags = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY
-        try:
-            fd = os.open(path, flags | os.O_RDWR | os.O_CREAT, 0o644)
-            writable = True
-        except OSError as e:
-            # A read-only filesystem may still hold the file from an earlier run.
-            try:
-                fd = os.open(path, flags | os.O_RDONLY)
-                writable = False
-            except OSError:
-                log.debug("lock file %s: %s; locking the config file", path, e.strerror or e)
-                return
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid not in (os.geteuid(), 0) or st.st_nlink != 1:
-            os.close(fd)
-            log.warning(
-                "not using lock file %s: not a plain file of this user; "
-                "locking the config file instead",
-                path,
-            )
-            return
-        self._task_fd, self._writable, self.path = fd, writable, path
-
-    @property
-    def per_config(self) -> bool:
-        """True when the run locks the whole config (no lock directory)."""
-        return self._task_fd < 0
+        dfd = _open_dir(directory)
+        self._dir = _Lock(dfd, directory, None, False)
+        missing = False
+        for task_id in self.task_ids:
+            lock = _open_lock_file(dfd, directory, lock_name(self.config, task_id), task_id)
+            if lock is None:
+                missing = True
+            else:
+                self._tasks.append(lock)
+        if missing:
+            self.exclusive_dir = True
+            log.debug("lock directory %s is read-only: locking all of it", directory)
 
     # -- locking --------------------------------------------------------------
 
-    def try_acquire(self) -> bool:
-        """One attempt; True if this run now holds the lock."""
-        self._open()
-        if self.per_config:
-            if self._config_fd < 0:
-                log.warning(
-                    "task %r runs without a lock: no lock directory and "
-                    "the config file cannot be opened",
-                    self.task_id,
-                )
-                self.held = True
-                return True
-            if not _flock(self._config_fd, fcntl.LOCK_EX, self.config):
-                return False
-            self._config_locked = True
-            self.held = True
-            return True
-        if self._config_fd >= 0:
-            if not _flock(self._config_fd, fcntl.LOCK_SH, self.config):
-                return False
-            self._config_locked = True
-        if not _flock(self._task_fd, fcntl.LOCK_EX, self.path):
-            self._unlock_config()
-            return False
-        if self._writable:
-            try:
-                os.ftruncate(self._task_fd, 0)
-                os.pwrite(self._task_fd, f"{os.getpid()}\n".encode(), 0)
-            except OSError:
-                pass
-        self.held = True
-        return True
-
     def acquire(self, wait: float | None = None, signals=None) -> None:
-        """Take the lock now, or within ``wait`` seconds (``math.inf``: no
-        limit); raise :class:`LockBusy` naming the holder. A stop signal
-        while waiting raises :class:`palhm_core.errors.Interrupted`."""
-        if self.try_acquire():
+        """Take every lock now, or within ``wait`` seconds (``math.inf``: no
+        limit); raise :class:`LockBusy` naming the holder and the lock file. A
+        stop signal while waiting raises :class:`palhm_core.errors.Interrupted`."""
+        try:
+            self._open()
+            deadline = None if wait is None else time.monotonic() + wait
+            self._take(self._dir, wait, deadline, signals)
+            for lock in self._tasks:
+                self._take(lock, wait, deadline, signals)
+        except BaseException:
+            self.release()
+            raise
+
+    def _take(self, lock: _Lock, wait, deadline, signals) -> None:
+        how = fcntl.LOCK_EX if lock.task_id is not None or self.exclusive_dir else fcntl.LOCK_SH
+        if _flock(lock, how):
+            self._mark(lock)
             return
         if wait is None:
             raise LockBusy(
-                f"{self._what()} is already running ({self.holder()}); "
+                f"{self._what(lock)} is already running ({self._holder(lock)}); "
                 "not starting another run (--wait waits for it)"
             )
         log.info(
             "%s is running (%s); waiting%s",
-            self._what(),
-            self.holder(),
+            self._what(lock),
+            self._holder(lock),
             "" if math.isinf(wait) else f" up to {wait:g}s",
         )
-        deadline = time.monotonic() + wait
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise LockBusy(
-                    f"{self._what()} is still running ({self.holder()}) after "
+                    f"{self._what(lock)} is still running ({self._holder(lock)}) after "
                     f"waiting {wait:g}s; not starting another run"
                 )
             pause = min(POLL, left)
@@ -211,89 +185,138 @@ class RunLock:
                 signals.check()
             else:
                 time.sleep(pause)
-            if self.try_acquire():
-                log.debug("%s: lock taken", self.task_id)
+            if _flock(lock, how):
+                log.debug("%s: lock taken", lock.path)
+                self._mark(lock)
                 return
 
-    def _what(self) -> str:
-        if self.per_config:
-            return f"a task of {self.config}"
-        return f"task {self.task_id!r} of {self.config}"
+    def _mark(self, lock: _Lock) -> None:
+        lock.held = True
+        if lock.writable:
+            try:
+                os.ftruncate(lock.fd, 0)
+                os.pwrite(lock.fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:
+                pass
 
-    def _unlock_config(self) -> None:
-        if self._config_locked:
-            fcntl.flock(self._config_fd, fcntl.LOCK_UN)
-            self._config_locked = False
+    def _what(self, lock: _Lock) -> str:
+        if lock.task_id is not None:
+            return f"task {lock.task_id!r} of {self.config}"
+        return "another PALHM run"
+
+    def _holder(self, lock: _Lock) -> str:
+        """``PID 1234, lock FILE`` (or ``PIDs 12, 34, ...``)."""
+        st = os.fstat(lock.fd)
+        pids = [p for p in flock_holders(st.st_dev, st.st_ino) if p != os.getpid()]
+        if not pids and lock.task_id is not None:
+            pids = _pid_in_file(lock.fd)
+        if not pids:
+            who = "another process"
+        elif len(pids) == 1:
+            who = f"PID {pids[0]}"
+        else:
+            who = "PIDs " + ", ".join(map(str, pids))
+        return f"{who}, lock {lock.path}"
 
     def release(self) -> None:
-        """Drop the locks and close the files (the lock file stays: removing
-        it would let a waiting run and a new one lock different files)."""
-        if self._task_fd >= 0:
-            if self.held and self._writable:
+        """Drop the locks and close the files (the lock files stay: removing
+        one would let a waiting run and a new one lock different files)."""
+        for lock in self._tasks:
+            if lock.held and lock.writable:
                 try:
-                    os.ftruncate(self._task_fd, 0)
+                    os.ftruncate(lock.fd, 0)
                 except OSError:
                     pass
-            os.close(self._task_fd)
-            self._task_fd = -1
-        if self._config_fd >= 0:
-            os.close(self._config_fd)
-            self._config_fd = -1
-        self._config_locked = False
-        self.held = False
+            os.close(lock.fd)
+        self._tasks = []
+        if self._dir is not None:
+            os.close(self._dir.fd)
+            self._dir = None
 
-    def __enter__(self) -> RunLock:
+    def __enter__(self) -> RunLocks:
         return self
 
     def __exit__(self, *exc) -> None:
         self.release()
 
-    # -- who holds it ---------------------------------------------------------
 
-    def holder(self) -> str:
-        """``PID 1234`` (or ``PIDs 12, 34``), else ``another process``."""
-        fd = self._config_fd if self.per_config else self._task_fd
-        pids: list[int] = []
-        if fd >= 0:
-            st = os.fstat(fd)
-            pids = [p for p in flock_holders(st.st_dev, st.st_ino) if p != os.getpid()]
-            if not pids and not self.per_config:
-                pids = _pid_in_file(fd)
-        if not pids:
-            return "another process"
-        if len(pids) == 1:
-            return f"PID {pids[0]}"
-        return "PIDs " + ", ".join(map(str, pids))
-
-
-def _flock(fd: int, how: int, path: str | None) -> bool:
-    """Non-blocking flock; False when someone else holds it."""
+def _open_dir(directory: str) -> int:
+    """The lock directory, made if missing (mode 0700), opened and checked."""
     try:
-        fcntl.flock(fd, how | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
+        os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError as e:
-        if e.errno in (errno.EAGAIN, errno.EACCES):
+        if not os.path.isdir(directory):
+            raise LockDirError(
+                f"lock directory {directory}: cannot create it: {e.strerror or e} "
+                "(give --lock-dir DIR, or make it writable: RuntimeDirectory=palhm)"
+            ) from None
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise LockDirError(f"lock directory {directory}: {e.strerror or e}") from None
+    st = os.fstat(dfd)
+    problem = None
+    if st.st_uid != os.geteuid():
+        problem = f"owned by uid {st.st_uid}, not by uid {os.geteuid()} running PALHM"
+    elif st.st_mode & 0o022:
+        problem = f"writable by other users (mode {stat.S_IMODE(st.st_mode):04o})"
+    if problem:
+        os.close(dfd)
+        raise LockDirError(
+            f"lock directory {directory}: {problem}; another user could hold PALHM's locks "
+            "(use a directory only this user can write: chmod 700, or --lock-dir DIR)"
+        )
+    return dfd
+
+
+def _open_lock_file(dfd: int, directory: str, name: str, task_id: str) -> _Lock | None:
+    """The task's lock file in the directory ``dfd``, made if missing (mode
+    0600); None when it is missing and cannot be made (read-only)."""
+    path = os.path.join(directory, name)
+    flags = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK
+    try:
+        fd = os.open(name, flags | os.O_RDWR | os.O_CREAT, 0o600, dir_fd=dfd)
+        writable = True
+    except OSError as e:
+        if e.errno not in _READ_ONLY:
+            raise _open_error(path, e) from None
+        try:
+            fd = os.open(name, flags | os.O_RDONLY, dir_fd=dfd)
+            writable = False
+        except FileNotFoundError:
+            return None
+        except OSError as e2:
+            raise _open_error(path, e2) from None
+    st = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        problem = "not a plain file"
+    elif st.st_uid != os.geteuid():
+        problem = f"owned by uid {st.st_uid}"
+    elif st.st_mode & 0o077:
+        problem = f"other users can open it (mode {stat.S_IMODE(st.st_mode):04o}; chmod 600 it)"
+    if problem:
+        os.close(fd)
+        raise LockDirError(f"lock file {path}: {problem}")
+    return _Lock(fd, path, task_id, writable)
+
+
+def _open_error(path: str, e: OSError) -> PalhmError:
+    return PalhmError(f"cannot open lock file {path}: {e.strerror or e}")
+
+
+def _flock(lock: _Lock, how: int) -> bool:
+    """Non-blocking flock; False when another process holds it."""
+    try:
+        fcntl.flock(lock.fd, how | fcntl.LOCK_NB)
+        return True
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             return False
-        # ENOLCK, EOPNOTSUPP, EBADF (NFS emulates flock with fcntl locks, which
-        # need a writable file): better an unlocked backup than none.
-        log.warning("cannot lock %s: %s; going on without that lock", path, e.strerror or e)
+        # ENOLCK, EOPNOTSUPP (NFS without lock support): better an unlocked
+        # backup than none, said loudly.
+        log.warning("cannot lock %s: %s; going on without that lock", lock.path, e.strerror or e)
         return True
-
-
-def _unsafe_dir(directory: str) -> str | None:
-    try:
-        st = os.lstat(directory)
-    except OSError as e:
-        return e.strerror or str(e)
-    if not stat.S_ISDIR(st.st_mode):
-        return "not a directory"
-    if st.st_uid not in (os.geteuid(), 0):
-        return f"owned by uid {st.st_uid}"
-    if st.st_mode & 0o022:
-        return "writable by other users"
-    return None
 
 
 def flock_holders(dev: int, ino: int, proc_locks: str = "/proc/locks") -> list[int]:

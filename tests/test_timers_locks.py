@@ -1,6 +1,6 @@
 """Two runs of one task never overlap: the second exits 75 at once naming the
-first's PID, or waits with --wait; locks are never stale; without a writable
-lock directory (a read-only sandbox) the config file itself is locked."""
+first's PID, or waits with --wait; locks are never stale; in a read-only
+sandbox the lock directory itself is locked."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_wait_runs_after_the_first_run_ends(tmp_path, marker):
     # "--wait b": the word after a bare --wait is the task.
     second = start_palhm("run", "--wait", "b", config=config, env=env)
     waiting = LineReader(second.stderr).next()
-    assert f"(PID {first.pid}); waiting" in waiting
+    assert f"(PID {first.pid}, lock {tmp_path / 'locks'}/b." in waiting and "); waiting" in waiting
     assert first.poll() is None and second.poll() is None
     assert (tmp_path / "LOG").read_text().split() == ["start"]
 
@@ -131,7 +131,7 @@ def test_stop_signal_while_waiting_exits_143(tmp_path, marker):
     wait_for(lambda: started(tmp_path), "the first run's pipeline", proc=first)
     second = start_palhm("run", "--wait", "b", config=config, env=env)
     waiting = LineReader(second.stderr).next()
-    assert f"(PID {first.pid}); waiting" in waiting
+    assert f"(PID {first.pid}, lock {tmp_path / 'locks'}/b." in waiting and "); waiting" in waiting
     second.send_signal(signal.SIGTERM)
     assert second.wait(GUARD) == 143
     assert first.poll() is None
@@ -225,7 +225,7 @@ def test_lock_files_are_per_config_and_task():
 
 
 def test_default_lock_directory():
-    assert default_lock_dir({}, 0) == "/run/lock/palhm"
+    assert default_lock_dir({}, 0) == "/run/palhm"
     assert default_lock_dir({"XDG_RUNTIME_DIR": "/run/user/1000"}, 1000) == "/run/user/1000/palhm"
     assert default_lock_dir({}, 1000) is None
     assert default_lock_dir({"PALHM_LOCK_DIR": "/x", "XDG_RUNTIME_DIR": "/y"}, 1000) == "/x"
@@ -244,36 +244,24 @@ def test_flock_holders_reads_proc_locks(tmp_path):
     assert flock_holders(dev, 1234, str(locks)) == [4242]
 
 
-def test_without_a_lock_directory_the_config_file_is_locked(tmp_path, marker):
-    """No usable lock directory (here one that cannot be made: its parent is a
-    file): the run locks the config file, so a second run of any task of that
-    config exits 75, with or without a lock directory of its own."""
+def test_a_lock_directory_that_cannot_be_made_is_one_line_and_exit_2(tmp_path, marker):
+    """PALHM never falls back to locking a file other users can open (the
+    config file): without a lock directory the run does not start."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     config = write_config(tmp_path, {"tasks": [gated_backup(tmp_path)]})
     env = palhm_env(tmp_path, marker, PALHM_LOCK_DIR=str(blocker / "locks"))
-    first = start_palhm("run", "b", config=config, env=env)
-    wait_for(lambda: started(tmp_path), "the first run's pipeline", proc=first)
-    second = subprocess.run(
+    result = subprocess.run(
         [PALHM, "-f", str(config), "run", "b"],
         env=env,
         capture_output=True,
         text=True,
         timeout=GUARD,
     )
-    assert second.returncode == 75
-    assert f"PID {first.pid}" in second.stderr and "a task of" in second.stderr
-    # A run that has a lock directory also respects it (shared lock on the config).
-    normal = subprocess.run(
-        [PALHM, "-f", str(config), "run", "b"],
-        env=palhm_env(tmp_path, marker),
-        capture_output=True,
-        text=True,
-        timeout=GUARD,
-    )
-    assert normal.returncode == 75, normal.stderr
-    (tmp_path / "GO").touch()
-    assert first.wait(GUARD) == 0
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert f"lock directory {blocker / 'locks'}: cannot create it" in line
+    assert not (tmp_path / "LOG").exists()
 
 
 READ_ONLY_SANDBOX = r"""
@@ -304,30 +292,59 @@ def _can_make_read_only_sandbox() -> str | None:
 def test_read_only_sandbox_runs_and_locks(tmp_path, marker):
     """The seed's check, `systemd-run -p ProtectSystem=strict -p
     ReadOnlyPaths=/ palhm run TASK` with a null backend, done with a mount
-    namespace in which every mount is read-only, including the default lock
-    directory /run/lock/palhm."""
+    namespace in which every mount is read-only, including the lock
+    directory (made before, as RuntimeDirectory= does): with no lock file to
+    lock, the run locks the whole lock directory; a lock file made by an
+    earlier run is locked read-only, per task."""
     go = tmp_path / "GO"
     task = backup_task(
         "n", backend="null", objects=[{"path": "x", "pipeline": [inline(*gate(go))]}]
     )
-    config = write_config(tmp_path, {"tasks": [task]})
+    quick = backup_task("q", backend="null", objects=[{"path": "x", "pipeline": [inline("true")]}])
+    config = write_config(tmp_path, {"tasks": [task, quick]})
     script = tmp_path / "ro.sh"
     script.write_text(READ_ONLY_SANDBOX)
     env = palhm_env(tmp_path, marker)
-    del env["PALHM_LOCK_DIR"]  # the default: /run/lock/palhm, read-only in there
-    sandboxed = ["unshare", "-m", "sh", str(script), PALHM, "-f", str(config), "run", "n"]
+    (tmp_path / "locks").mkdir(mode=0o700)
+
+    def sandboxed(task_id):
+        return ["unshare", "-m", "sh", str(script), PALHM, "-f", str(config), "run", task_id]
+
+    def pipeline_started():
+        return [p for p, cmd in marked_processes(marker) if cmd.startswith("sh -c")]
+
     first = subprocess.Popen(
-        sandboxed, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        sandboxed("n"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    wait_for(
-        lambda: [p for p, cmd in marked_processes(marker) if cmd.startswith("sh -c")],
-        "the sandboxed pipeline",
-        proc=first,
+    wait_for(pipeline_started, "the sandboxed pipeline", proc=first)
+    assert list((tmp_path / "locks").iterdir()) == []  # nothing could be written
+    for argv in (sandboxed("q"), [PALHM, "-f", str(config), "run", "q"]):
+        other = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=GUARD)
+        assert other.returncode == 75, other.stderr
+        # unshare and sh exec PALHM: same PID.
+        assert f"PID {first.pid}, lock {tmp_path / 'locks'}" in other.stderr
+    go.touch()
+    assert first.wait(GUARD) == 0, first.communicate()[1]
+
+    # Lock files made by runs outside the sandbox (GO is there: no waiting)
+    # are then locked per task: another task runs, the same task does not.
+    for task_id in ("n", "q"):
+        done = subprocess.run(
+            [PALHM, "-q", "-f", str(config), "run", task_id],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=GUARD,
+        )
+        assert done.returncode == 0, done.stderr
+    go.unlink()
+    first = subprocess.Popen(
+        sandboxed("n"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    second = subprocess.run(sandboxed, env=env, capture_output=True, text=True, timeout=GUARD)
-    assert second.returncode == 75, second.stderr
-    # unshare and sh exec PALHM: same PID.
-    assert f"PID {first.pid}" in second.stderr
+    wait_for(pipeline_started, "the sandboxed pipeline", proc=first)
+    assert subprocess.run(sandboxed("q"), env=env, timeout=GUARD).returncode == 0
+    second = subprocess.run(sandboxed("n"), env=env, capture_output=True, text=True, timeout=GUARD)
+    assert second.returncode == 75 and f"PID {first.pid}" in second.stderr
     go.touch()
     assert first.wait(GUARD) == 0, first.communicate()[1]
 

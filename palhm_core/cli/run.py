@@ -11,8 +11,9 @@ import time
 RUN_DESCRIPTION = """\
 Run a task. A second run of the same task (same config) exits at once with
 status 75 naming the PID of the run in progress, or waits for it with --wait.
-SIGINT, SIGTERM and SIGHUP stop the run: its commands are ended, a backup copy
-being made is rolled back, and PALHM exits with 128+N.
+SIGINT, SIGTERM and SIGHUP stop the run within 10 seconds: its commands are
+ended, a backup copy being made is rolled back, and PALHM exits with 128+N. A
+task that runs past its timeout is stopped the same way and fails (status 1).
 """
 
 
@@ -60,8 +61,8 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--lock-dir",
         metavar="DIR",
-        help="where lock files go (default: $PALHM_LOCK_DIR, else /run/lock/palhm as root, "
-        "$XDG_RUNTIME_DIR/palhm otherwise; without a usable one, the config file is locked)",
+        help="where lock files go, a directory only this user can write (default: "
+        "$PALHM_LOCK_DIR, else /run/palhm as root, $XDG_RUNTIME_DIR/palhm otherwise)",
     )
     p.add_argument(
         "--report",
@@ -126,8 +127,8 @@ def cmd_run(args) -> int:
 def _run(args, outcome: _Outcome) -> None:
     from palhm_core import progress
     from palhm_core.cli import config_path, load_config
-    from palhm_core.errors import Interrupted, PalhmError
-    from palhm_core.lock import RunLock
+    from palhm_core.errors import PalhmError
+    from palhm_core.lock import RunLocks
     from palhm_core.process import Children
     from palhm_core.runner import run_task
     from palhm_core.signals import StopSignals
@@ -140,13 +141,10 @@ def _run(args, outcome: _Outcome) -> None:
     # The task and every task it runs: two runs of one task never overlap, even
     # when one of them comes through a routine's task pointer. Taken in id order
     # so that two routines sharing tasks cannot each wait for the other.
-    locks = [RunLock(config_path(args), tid, args.lock_dir) for tid in _reachable(task, conf.tasks)]
+    locks = RunLocks(config_path(args), _reachable(task, conf.tasks), args.lock_dir)
     try:
         with StopSignals(children) as signals:
-            for lock in locks:
-                lock.acquire(args.wait, signals)
-                if lock.per_config:  # one lock on the whole config covers every task
-                    break
+            locks.acquire(args.wait, signals)
             display = None
             if progress.wanted(quiet=args.quiet):
                 display = progress.ProgressDisplay(outcome.options).start()
@@ -162,18 +160,19 @@ def _run(args, outcome: _Outcome) -> None:
             try:
                 run_task(task, ctx)
             except PalhmError as e:
-                # A command ended by the signal may fail before PALHM notices the
-                # signal itself: the run was still stopped by it.
-                if signals.received is not None and not isinstance(e, Interrupted):
-                    raise Interrupted(signals.received) from e
+                # A command ended by the stop may fail before PALHM notices the
+                # stop itself: the run was still stopped by it (a signal, or a
+                # task's timeout).
+                reason = signals.pending_error()
+                if reason is not None and e is not reason:
+                    raise reason from e
                 raise
             finally:
                 children.stop(grace=2.0)
                 if display is not None:
                     display.stop()
     finally:
-        for lock in locks:
-            lock.release()
+        locks.release()
 
 
 def _reachable(task, tasks) -> list[str]:
