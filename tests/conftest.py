@@ -111,3 +111,20 @@ def rclone() -> tuple[str | None, str]:
 @pytest.fixture
 def palhm():
     return run_palhm
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of the test session's own (see tests/pg.py),
+    stopped and removed at the end; the tests that use it are skipped,
+    saying what is missing, where PostgreSQL is not installed."""
+    import pg
+
+    try:
+        server = pg.start()
+    except pg.Unavailable as e:
+        pytest.skip(str(e))
+    try:
+        yield server
+    finally:
+        server.stop()
