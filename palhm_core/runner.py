@@ -8,7 +8,7 @@ runs backups through ``task`` steps can report each of them
 
 from __future__ import annotations
 
-from palhm_core.task import RunContext, Task
+from palhm_core.task import RunContext, Task, TaskTimedOut
 
 
 def run_task(task: Task, ctx: RunContext):
@@ -16,7 +16,8 @@ def run_task(task: Task, ctx: RunContext):
     ctx.log.debug("task %r (%s) starting", task.id, task.name)
     ctx.plugins.emit("palhm_task_started", task=task)
     try:
-        report = task.run(ctx)
+        with ctx.signals.deadline(task.timeout, lambda: _timed_out(task)):
+            report = task.run(ctx)
     except BaseException as e:
         ctx.plugins.emit("palhm_task_failed", task=task, error=e)
         raise
@@ -24,3 +25,7 @@ def run_task(task: Task, ctx: RunContext):
         ctx.options.setdefault("reports", []).append((task.id, report))
     ctx.plugins.emit("palhm_task_finished", task=task, report=report)
     return report
+
+
+def _timed_out(task: Task) -> TaskTimedOut:
+    return TaskTimedOut(f"task {task.id!r}: timed out after {task.timeout:g} s (its timeout)")

@@ -2,26 +2,31 @@
 
 An object starts once every group its group depends on has finished (a group
 finishes when its own dependencies have and all its objects are built);
-objects start in config order. The first failure stops dispatching and ends
-every running pipeline; the first error is raised once all workers are back.
+objects start in config order, each in a worker thread of its own. The first
+failure stops dispatching and ends every running pipeline; the first error is
+raised once all workers are back. When the run is stopping (a signal, a task's
+timeout), workers still busy :data:`~palhm_core.signals.FINISH_WAIT` seconds
+after the stop (one blocked on a server that stopped answering) are left
+behind, so that the stop is never held up by them.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 from palhm_core.process import Children
-from palhm_core.signals import StopSignals
+from palhm_core.signals import POLL, StopSignals, start_helper_thread
 
 T = TypeVar("T")
 
 
-def worker_count(nb_workers: int) -> int | None:
-    """0: the CPUs this process may use; negative: Python's default (None);
-    positive: that many."""
+def worker_count(nb_workers: int) -> int:
+    """0: the CPUs this process may use; negative: Python's default for a
+    thread pool; positive: that many."""
     if nb_workers == 0:
         try:
             return len(os.sched_getaffinity(0))
@@ -51,8 +56,16 @@ def build_all(
     finished: set[str] = set()
     started: set[int] = set()
     results: list[object] = [None] * len(items)
-    running: dict[Future, int] = {}
+    running: set[int] = set()
+    done: queue.Queue = queue.Queue()
     error: BaseException | None = None
+    since = time.monotonic()
+
+    def worker(i: int) -> None:
+        try:
+            done.put((i, True, work(items[i])))
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            done.put((i, False, e))
 
     def settle() -> None:
         changed = True
@@ -63,38 +76,42 @@ def build_all(
                     finished.add(g)
                     changed = True
 
-    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="palhm-object") as pool:
-        try:
-            while True:
-                settle()
-                if error is None:
-                    for g in depends:
-                        if not all(d in finished for d in depends[g]):
-                            continue
-                        for i in members[g]:
-                            if len(running) >= limit:
-                                break
-                            if i not in started:
-                                started.add(i)
-                                running[pool.submit(work, items[i])] = i
-                if not running:
-                    break
-                done, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
-                if signals.received is not None and error is None:
+    try:
+        while True:
+            settle()
+            if error is None:
+                for g in depends:
+                    if not all(d in finished for d in depends[g]):
+                        continue
+                    for i in members[g]:
+                        if len(running) >= limit:
+                            break
+                        if i not in started:
+                            started.add(i)
+                            running.add(i)
+                            start_helper_thread(lambda i=i: worker(i), f"palhm-object-{i}")
+            if not running:
+                break
+            try:
+                i, ok, value = done.get(timeout=POLL)
+            except queue.Empty:
+                pass
+            else:
+                running.discard(i)
+                if ok:
+                    results[i] = value
+                    left[group_of(items[i])] -= 1
+                elif error is None:
+                    error = value
                     children.stop()
-                    error = signals.pending_error()
-                for fut in done:
-                    i = running.pop(fut)
-                    exc = fut.exception()
-                    if exc is None:
-                        results[i] = fut.result()
-                        left[group_of(items[i])] -= 1
-                    elif error is None:
-                        error = exc
-                        children.stop()
-        except BaseException:
-            children.stop()
-            raise
+            if signals.stopping and error is None:
+                error = signals.pending_error()  # the stop already ends the commands
+            limit_at = signals.finish_by(since)
+            if error is not None and limit_at is not None and time.monotonic() >= limit_at:
+                break  # the rest are left behind
+    except BaseException:
+        children.stop()
+        raise
     if error is not None:
         raise error
     return results

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from palhm_core.errors import TaskError
 from palhm_core.process import Children
 
 if TYPE_CHECKING:
@@ -26,7 +27,10 @@ class RunContext:
 
     :param plugins: the plugins, for ``plugins.hook.palhm_*`` events.
     :param children: start child processes with ``children.spawn``.
-    :param signals: ``signals.check()`` raises once a stop signal arrived.
+    :param signals: ``signals.check()`` raises once the run is stopping (a stop
+        signal, a task's ``timeout``); ``signals.call(fn, what)`` runs a call
+        that may block (a request to a server) so that a stop is not held up
+        by it.
     :param vl: the verbosity (0 critical ... 3 info, 4+ debug).
     :param nb_workers: the ``nb-workers`` setting.
     :param dry_run: backups go to the null backend.
@@ -43,11 +47,28 @@ class RunContext:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+#: The ``timeout`` key, which the core gives every task type.
+TIMEOUT_SCHEMA = {
+    "type": "number",
+    "exclusiveMinimum": 0,
+    "maximum": 31_536_000,
+    "description": "Seconds the task may run (at most a year). When they are up, every command "
+    "of the task is ended (SIGTERM, SIGKILL after a grace period), a backup copy being made is "
+    "rolled back and the task fails naming its timeout. Default: no limit.",
+}
+
+
+class TaskTimedOut(TaskError):
+    """A task ran past its ``timeout``."""
+
+
 class Task:
     """Base class of task types.
 
     Subclasses set ``name``, ``description`` and ``schema`` (the keys of the
-    task object beside ``id`` and ``type``) and implement :meth:`run`.
+    task object beside ``id``, ``type`` and ``timeout``) and implement
+    :meth:`run`. The core stops a task that runs past its ``timeout``: its
+    commands are ended and :meth:`RunContext.signals.check` raises.
     """
 
     name: ClassVar[str]
@@ -59,6 +80,8 @@ class Task:
         raise ``(place / key).error(...)`` for a bad value."""
         self.id: str = conf["id"]
         self.place = place
+        #: Seconds the task may run, or None.
+        self.timeout: float | None = conf.get("timeout")
 
     def pointers(self) -> list[tuple[str, Place]]:
         """The ids of the tasks this task runs, with where each is named,
