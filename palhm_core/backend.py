@@ -60,20 +60,52 @@ class CopyInfo:
 
 
 class Sink:
-    """Where one object's bytes go. The core calls :meth:`write` with the
-    pipeline's output in order, then :meth:`close` on success or :meth:`abort`
-    on failure (after which the backend's :meth:`Backend.rollback` follows)."""
+    """Where one object's bytes go.
 
-    def fileno(self) -> int | None:
-        """A file descriptor of a regular file opened for reading and writing,
-        positioned at its start, if the last process of the pipeline may write
-        into it directly; the core then hashes the file as it grows instead of
-        calling :meth:`write`. ``None`` (the default) to receive the bytes."""
-        return None
+    Only PALHM writes into a sink. The last process of a pipeline writes into
+    a pipe, exactly as in a shell pipeline, and is never given the sink as its
+    stdout: programs behave differently when their stdout is a regular file
+    (``pg_dump -Fc`` seeks back to rewrite its header, ``echo ... >
+    /dev/stdout`` truncates it, a background child can write after the copy
+    was committed). The core moves the bytes from the pipe into the sink, in
+    order, and hashes exactly what the sink stored.
+
+    The core calls :meth:`write` with the pipeline's output in order (or, if
+    the sink offers it, :meth:`splice` and :meth:`read_back`), then
+    :meth:`close` on success or :meth:`abort` on failure (after which the
+    backend's :meth:`Backend.rollback` follows). A sink needs only
+    :meth:`write`; a sink on a local file can let the kernel move the bytes
+    with :meth:`splice` instead.
+    """
 
     def write(self, data: memoryview) -> None:
         """Store the next bytes of the object. ``data`` is only valid during the
         call: copy it if it must be kept."""
+        raise NotImplementedError
+
+    def splice(self, fd: int, size: int) -> int | None:
+        """Optional fast path: move up to ``size`` bytes from the pipe ``fd``
+        into storage without passing them through Python (``os.splice`` into
+        a file), after the bytes stored so far.
+
+        :returns: how many bytes were stored, ``0`` at the end of the pipe's
+            data; ``None`` (the default) when this sink cannot take bytes from
+            a pipe, before anything was moved: the core then reads the pipe
+            itself and calls :meth:`write` for the rest of the object.
+
+        The core hashes the bytes :meth:`splice` stored by reading them back
+        with :meth:`read_back`, so a sink that splices must implement both.
+        Raise :class:`palhm_core.BackendError` for a storage error.
+        """
+        return None
+
+    def read_back(self, offset: int, buf: memoryview) -> int:
+        """Read stored bytes from ``offset`` (from the object's start) into
+        ``buf``; return how many (fewer only past the end of what was
+        stored). Called only for bytes :meth:`splice` stored, right after it
+        stored them, so they are normally still in the page cache; a sink
+        may use the call as the hint that the core is done with the bytes
+        before ``offset`` (to start writing them back to disk)."""
         raise NotImplementedError
 
     def close(self) -> None:

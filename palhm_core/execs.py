@@ -1,7 +1,8 @@
 """Exec definitions and the steps that use them: ``exec``, ``exec-append``,
 ``exec-inline``. An exec is an argv (never given to a shell), variables added
-to the inherited environment, the exit codes that count as success and the
-verbosity at which its stdout and stderr are shown."""
+to the inherited environment, the exit codes that count as success, the
+verbosity at which its stdout and stderr are shown and how long it may run
+(``timeout``, seconds)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,9 @@ class Exec:
     vl_stderr: int = 1
     vl_stdout: int = 3
     place: Place | None = field(default=None, compare=False)
+    #: Seconds the command may run; past them its process group is ended
+    #: (SIGTERM, SIGKILL after a grace period) and it fails. None: no limit.
+    timeout: float | None = None
 
     def env_for_child(self) -> dict[str, str] | None:
         """The child's environment: PALHM's own plus ``env``; None to inherit."""
@@ -99,6 +103,7 @@ class Exec:
             vl_stderr=conf.get("vl-stderr", 1),
             vl_stdout=conf.get("vl-stdout", 3),
             place=place,
+            timeout=conf.get("timeout"),
         )
 
 
@@ -141,8 +146,9 @@ def build_step_exec(step: dict, place: Place, execs: dict[str, Exec]) -> Exec:
     # A step may show or hide the definition's output differently.
     vl_stderr = step.get("vl-stderr", base.vl_stderr)
     vl_stdout = step.get("vl-stdout", base.vl_stdout)
+    timeout = step.get("timeout", base.timeout)
     if kind == "exec":
-        return Exec(base.argv, base.env, base.ec, vl_stderr, vl_stdout, place)
+        return Exec(base.argv, base.env, base.ec, vl_stderr, vl_stdout, place, timeout)
     return Exec(
         argv=base.argv + tuple(check_argv(step.get("argv", ()), place / "argv")),
         env={**base.env, **check_env(step.get("env", {}), place / "env")},
@@ -150,4 +156,5 @@ def build_step_exec(step: dict, place: Place, execs: dict[str, Exec]) -> Exec:
         vl_stderr=vl_stderr,
         vl_stdout=vl_stdout,
         place=place,
+        timeout=timeout,
     )

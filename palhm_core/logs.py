@@ -86,6 +86,24 @@ class _Handler(logging.StreamHandler):
                 status.draw()
 
 
+def write_lines(data: bytes) -> None:
+    """Write whole lines (``data`` ends with a newline) that are not PALHM's
+    own, such as a command's stderr, to stderr between PALHM's log lines:
+    under :data:`TERMINAL`, so neither is ever cut into the other."""
+    with TERMINAL:
+        status = _status
+        if status is not None:
+            status.erase()
+        try:
+            sys.stderr.flush()
+            sys.stderr.buffer.write(data)
+            sys.stderr.buffer.flush()
+        except (OSError, ValueError):  # stderr closed: nobody reads it
+            pass
+        if status is not None:
+            status.draw()
+
+
 def setup(vl: int) -> logging.Logger:
     log = logging.getLogger("palhm")
     for h in list(log.handlers):

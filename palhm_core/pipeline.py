@@ -1,18 +1,40 @@
 """Running one backup object: commands joined by OS pipes, the last one's
-output streamed into the backend's sink while it is counted and hashed.
+output moved into the backend's sink by PALHM, counted and hashed.
 
-When the sink is a plain local file, the last command writes into it directly
-and PALHM hashes the file as it grows, so the bytes never pass through Python.
-Otherwise PALHM relays the last pipe (enlarged to 1 MiB) into the sink through
-one reused buffer.
+Only PALHM writes into a sink. The last command writes into a pipe, exactly
+as in a shell pipeline (``... | cat > file``), and never into the backup file
+itself: programs behave differently when their stdout is a regular file
+(``pg_dump -Fc`` seeks back to rewrite its header, ``echo ... > /dev/stdout``
+truncates the file), and a background child could write into the file after
+the copy was committed. PALHM moves the bytes from the pipe (enlarged to
+1 MiB) into the sink and hashes exactly what the sink stored:
+
+- a sink that can take bytes from a pipe (:meth:`Sink.splice`, a local file)
+  has the kernel move them (``os.splice``), and PALHM hashes the range just
+  stored, read back from the page cache into one reused buffer (measured
+  faster than mapping the range: the buffer stays in the CPU's cache);
+- otherwise PALHM reads the pipe into one reused buffer, hashes it and
+  writes it to the sink.
+
+Every command's stderr is relayed by PALHM, line by line
+(:mod:`palhm_core.tail`).
+
+An exec's ``timeout`` bounds its stage, counted from the pipeline's start:
+by then the stage's process must have exited and, for the last stage, its
+output must have reached the end of the pipe (a background process holding
+the pipe open is waited for only that long). Past it, every stage's process
+group is ended (SIGTERM and SIGCONT, SIGKILL after :data:`GRACE` seconds) and
+the object fails naming the stage. Exits are watched through pidfds, which
+reap nothing, so no group is signalled after its leader was reaped
+(:mod:`palhm_core.process`).
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import mmap
 import os
+import select
 import signal
 import subprocess
 import time
@@ -21,16 +43,13 @@ from dataclasses import dataclass, field
 from palhm_core.backend import Sink
 from palhm_core.errors import BackendError, TaskError
 from palhm_core.execs import Exec
-from palhm_core.process import Children, describe_status, end_groups, kill_stragglers
-from palhm_core.tail import StderrTail
+from palhm_core.process import GRACE, MAX_POLL_MS, Child, Children, describe_status, end_groups
+from palhm_core.tail import StderrRelay
 
 PIPE_SIZE = 1 << 20
-#: Writing a file directly, the last command's output is sent to disk every this
-#: many bytes hashed (see :func:`_follow_file`).
-WRITEBACK_STEP = 8 << 20
-#: It is hashed through mappings of this many bytes, faulted in at once.
-MAP_WINDOW = 16 << 20
-MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+#: From this verbosity on (``-v``), relayed stderr lines start with the
+#: command's name.
+VL_PREFIX = 4
 
 
 @dataclass
@@ -50,6 +69,12 @@ class PipelineResult:
     exit_codes: list[int]
 
 
+class _StageTimeout(TaskError):
+    def __init__(self, message: str, stage: int):
+        super().__init__(message)
+        self.stage = stage
+
+
 def run_pipeline(
     execs: list[Exec],
     sink: Sink,
@@ -61,55 +86,52 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run ``execs`` into ``sink``; raise TaskError naming the stage at fault."""
     started = time.monotonic()
-    direct = sink.fileno()
-    procs: list[subprocess.Popen] = []
-    tails: list[StderrTail | None] = []
+    procs: list[Child] = []
+    relays: list[StderrRelay] = []
     read_fd = None
     try:
         for i, ex in enumerate(execs):
-            last = i == len(execs) - 1
-            if last and direct is not None:
-                out_fd, next_read = direct, None
-            else:
-                next_read, out_fd = os.pipe2(os.O_CLOEXEC)
-                if last:
-                    _grow_pipe(out_fd)
-            tail = None if vl >= ex.vl_stderr else StderrTail()
-            tails.append(tail)
+            next_read, out_fd = os.pipe2(os.O_CLOEXEC)
+            if i == len(execs) - 1:
+                _grow_pipe(out_fd)
+            relay = StderrRelay(ex.label, show=vl >= ex.vl_stderr, prefix=vl >= VL_PREFIX)
+            relays.append(relay)
             try:
                 procs.append(
                     children.spawn(
                         ex.argv,
                         stdin=read_fd if read_fd is not None else subprocess.DEVNULL,
                         stdout=out_fd,
-                        stderr=None if tail is None else tail.fd,
+                        stderr=relay.fd,
                         env=ex.env_for_child(),
                     )
                 )
             finally:
-                if tail is not None:
-                    tail.child_started()
-                if out_fd != direct:
-                    os.close(out_fd)
+                relay.child_started()
+                os.close(out_fd)
                 if read_fd is not None:
                     os.close(read_fd)
                 read_fd = next_read
+        watch = _Watch(execs, procs, started)
         hasher = hashlib.sha256()
-        if direct is not None:
-            size = _follow_file(direct, procs[-1], hasher, block_size, progress)
-        else:
-            size = _relay(read_fd, sink, hasher, block_size, progress)
+        size = _store(read_fd, sink, hasher, block_size, progress, watch)
+        watch.wait_exits()
         codes = [children.wait(p) for p in procs]
-    except BaseException:
-        end_groups(procs, grace=2.0)
+    except BaseException as e:
+        end_groups(procs, grace=GRACE)
         for p in procs:
             children.forget(p)
+        for relay in relays:
+            relay.finish()
+        if isinstance(e, _StageTimeout):
+            raise TaskError(str(e) + _said(relays, e.stage)) from None
         raise
     finally:
         if read_fd is not None:
             os.close(read_fd)
-    kill_stragglers(procs)
-    _check_exit_codes(execs, codes, tails)
+    for relay in relays:
+        relay.finish()
+    _check_exit_codes(execs, codes, relays)
     return PipelineResult(size, hasher.hexdigest(), time.monotonic() - started, codes)
 
 
@@ -120,84 +142,121 @@ def _grow_pipe(fd: int) -> None:
         pass
 
 
-def _relay(fd: int, sink: Sink, hasher, block_size: int, progress: Progress) -> int:
+class _Watch:
+    """The stages still running, and their deadlines.
+
+    A stage runs until its process exits; the last one also until its
+    output reached the end of the pipe (:attr:`eof`)."""
+
+    def __init__(self, execs: list[Exec], procs: list[Child], started: float):
+        self.execs = execs
+        self.deadlines = [None if ex.timeout is None else started + ex.timeout for ex in execs]
+        #: pidfd -> stage, for the stages whose process has not exited yet.
+        self.running = {p.pidfd: i for i, p in enumerate(procs)}
+        self.eof = False
+
+    def _pending(self) -> list[int]:
+        stages = set(self.running.values())
+        if not self.eof:
+            stages.add(len(self.execs) - 1)
+        return sorted(i for i in stages if self.deadlines[i] is not None)
+
+    def poller(self) -> select.poll:
+        poller = select.poll()
+        for pidfd in self.running:
+            poller.register(pidfd, select.POLLIN)
+        return poller
+
+    def wait_ms(self) -> int | None:
+        """How long to wait for an event before a deadline passes (None:
+        no deadline)."""
+        pending = self._pending()
+        if not pending:
+            return None
+        left = min(self.deadlines[i] for i in pending) - time.monotonic()
+        return max(0, min(int(left * 1000) + 1, MAX_POLL_MS))
+
+    def events(self, poller: select.poll, ready) -> None:
+        """Note the stages whose process exited among ``ready`` pidfds."""
+        for fd in ready:
+            if fd in self.running:
+                del self.running[fd]
+                poller.unregister(fd)
+
+    def check(self) -> None:
+        """Raise for the first stage still running past its deadline."""
+        pending = self._pending()
+        if not pending:
+            return
+        now = time.monotonic()
+        for i in pending:
+            if now >= self.deadlines[i]:
+                ex = self.execs[i]
+                raise _StageTimeout(
+                    f"stage {i + 1}/{len(self.execs)} {ex.label!r} timed out after "
+                    f"{ex.timeout:g} s",
+                    i,
+                )
+
+    def wait_exits(self) -> None:
+        """After the end of the output: wait until every stage's process has
+        exited (reaping none), up to the stages' deadlines."""
+        poller = self.poller()
+        while self.running:
+            self.events(poller, [fd for fd, _ in poller.poll(self.wait_ms())])
+            self.check()
+
+
+def _store(fd: int, sink: Sink, hasher, block_size: int, progress: Progress, watch) -> int:
+    """Move the pipe's bytes into ``sink`` until its end; hash them; the size."""
     buf = memoryview(bytearray(block_size))
+    poller = watch.poller()
+    poller.register(fd, select.POLLIN)
     size = 0
+    splicing = True
     while True:
-        n = os.readv(fd, [buf])
+        ready = [ev_fd for ev_fd, _ in poller.poll(watch.wait_ms())]
+        watch.events(poller, ready)
+        watch.check()
+        if fd not in ready:
+            continue
+        if splicing:
+            n = sink.splice(fd, block_size)
+            if n is None:  # this sink cannot: relay the rest through buf
+                splicing = False
+                continue
+            _hash_stored(sink, size, n, buf, hasher, progress.path)
+        else:
+            n = os.readv(fd, [buf])
+            if n:
+                hasher.update(buf[:n])
+                _write(sink, buf[:n], progress.path)
         if not n:
+            watch.eof = True
             return size
-        chunk = buf[:n]
-        hasher.update(chunk)
-        try:
-            sink.write(chunk)
-        except OSError as e:
-            raise BackendError(f"{progress.path}: {e.strerror or e}") from None
         size += n
         progress.bytes = size
 
 
-def _follow_file(fd: int, writer: subprocess.Popen, hasher, block_size: int, progress) -> int:
-    """Hash the file ``writer`` is writing through ``fd`` until it exits.
-
-    The new bytes are mapped, not read: copying them out of the page cache
-    costs about as much CPU as hashing them. A writer that truncates its own
-    output while it is mapped gets PALHM killed by SIGBUS (the next run removes
-    the staging directory, as after kill -9); one that rewrites what it wrote
-    was never hashed right either way.
-
-    Every :data:`WRITEBACK_STEP` bytes hashed, the kernel is told PALHM is done
-    with them, so it starts writing them to disk now rather than at the final
-    fsync, and can drop them from the page cache (not the server's own data)
-    once they are clean.
-    """
-    size = 0
-    advised = behind = 0
-    pause = 0.001
-    while True:
-        done = writer.poll() is not None
-        end = os.fstat(fd).st_size
-        if end > size:
-            before, size = size, _hash_more(fd, size, end, hasher, block_size)
-            progress.bytes = size
-            if size - before >= block_size:  # a trickle is hashed in bigger gulps
-                pause = 0.001
-            if size - advised >= WRITEBACK_STEP:
-                # [behind, advised) was sent to disk a step ago: clean by now, dropped.
-                _done_with(fd, behind, size)
-                behind, advised = advised, size
-        elif done:
-            return size
-        else:
-            time.sleep(pause)
-            pause = min(pause * 2, 0.02)
+def _hash_stored(sink: Sink, offset: int, n: int, buf: memoryview, hasher, path: str) -> None:
+    """Hash the ``n`` bytes ``sink`` stored at ``offset``, as it stored them."""
+    end = offset + n
+    while offset < end:
+        got = sink.read_back(offset, buf[: min(len(buf), end - offset)])
+        if not got:
+            raise BackendError(f"{path}: the storage lost bytes it had just stored")
+        hasher.update(buf[:got])
+        offset += got
 
 
-def _hash_more(fd: int, size: int, end: int, hasher, block_size: int) -> int:
-    """Hash the file from ``size`` on, up to ``end``; the new size."""
-    start = size - size % mmap.ALLOCATIONGRANULARITY
-    stop = min(end, start + max(block_size, MAP_WINDOW))
+def _write(sink: Sink, data: memoryview, path: str) -> None:
     try:
-        m = mmap.mmap(fd, stop - start, MAP_FLAGS, mmap.PROT_READ, offset=start)
-    except OSError:  # a filesystem that cannot map files (some FUSE ones): read
-        buf = bytearray(min(block_size, end - size))
-        n = os.preadv(fd, [buf], size)
-        hasher.update(memoryview(buf)[:n])
-        return size + n
-    with m, memoryview(m) as view, view[size - start :] as new:
-        hasher.update(new)
-    return stop
+        sink.write(data)
+    except OSError as e:
+        raise BackendError(f"{path}: {e.strerror or e}") from None
 
 
-def _done_with(fd: int, start: int, end: int) -> None:
-    """Start writeback of [start, end) and drop its clean pages: a hint only."""
-    try:
-        os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
-    except OSError:
-        pass
-
-
-def _check_exit_codes(execs: list[Exec], codes: list[int], tails) -> None:
+def _check_exit_codes(execs: list[Exec], codes: list[int], relays) -> None:
     bad = [i for i, (ex, rc) in enumerate(zip(execs, codes, strict=True)) if rc not in ex.ec]
     if not bad:
         return
@@ -215,17 +274,16 @@ def _check_exit_codes(execs: list[Exec], codes: list[int], tails) -> None:
         why = f"{stage(victim)} {describe_status(codes[victim])}"
         if reader < n:
             why += f": {stage(reader)} stopped reading its input ({describe_status(codes[reader])})"
-        raise TaskError(why + _said(tails, reader if reader < n else victim))
+        raise TaskError(why + _said(relays, reader if reader < n else victim))
     rc = codes[culprit]
     msg = f"{stage(culprit)} {describe_status(rc)} (accepted: {execs[culprit].ec.text})"
     others = [i for i in bad if i != culprit]
     if others:
         msg += "; also " + ", ".join(f"{stage(i)} {describe_status(codes[i])}" for i in others)
-    raise TaskError(msg + _said(tails, culprit))
+    raise TaskError(msg + _said(relays, culprit))
 
 
-def _said(tails, i: int) -> str:
+def _said(relays: list[StderrRelay], i: int) -> str:
     """What stage ``i`` wrote on its hidden stderr, to follow the error line."""
-    tail = tails[i] if i < len(tails) else None
-    text = tail.text() if tail is not None else ""
+    text = relays[i].text() if i < len(relays) else ""
     return f"; its stderr ended with:\n{text}" if text else ""

@@ -7,6 +7,9 @@ whatever the child started. :class:`Children` keeps every group PALHM started;
 period) and refuses new ones, which is what rollback and signals use. When a
 child exits, what it left running in its group is killed with it
 (:meth:`Children.wait`), so a step cannot leave background jobs behind.
+A group is signalled only while its leader is not yet reaped (exits are
+watched through a pidfd, which reaps nothing): a reaped leader's PID, and so
+its group's ID, may already belong to someone else.
 
 A command that starts a session of its own (a daemon, as an init script
 started by an update routine) leaves PALHM's groups on purpose and is left
@@ -23,7 +26,9 @@ writing into a copy that no longer exists.
 
 from __future__ import annotations
 
+import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -33,6 +38,13 @@ import weakref
 
 from palhm_core.errors import Interrupted, TaskError
 
+#: Seconds a process group has between SIGTERM and SIGKILL when a command
+#: timed out.
+GRACE = 2.0
+#: The longest single wait for a file descriptor, in milliseconds (poll's
+#: argument is a C int); longer waits loop.
+MAX_POLL_MS = 3_600_000
+
 
 class Stopping(TaskError):
     """A child was about to start while PALHM is stopping after a failure."""
@@ -41,16 +53,59 @@ class Stopping(TaskError):
         super().__init__("not starting another command: stopping after a failure")
 
 
+class Child:
+    """A command PALHM started, in a process group of its own.
+
+    The group is only ever signalled while the leader is not reaped: until
+    then the leader (running, or a zombie) holds its PID, so the group's ID
+    cannot name anyone else's processes. :meth:`reap` kills what is left in
+    the group and only then collects the leader's exit status.
+    """
+
+    def __init__(self, proc: subprocess.Popen, label: str):
+        self.proc = proc
+        self.pid = proc.pid
+        self.label = label
+        #: Readable once the leader has exited; waiting on it reaps nothing.
+        self.pidfd = os.pidfd_open(proc.pid)
+        weakref.finalize(self, os.close, self.pidfd)
+        self._lock = threading.Lock()
+        self.returncode: int | None = None
+
+    def exited(self) -> bool:
+        """The leader has exited (it may still be waiting to be reaped)."""
+        return self.returncode is not None or _readable(self.pidfd, 0)
+
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the group, unless the leader was already reaped."""
+        with self._lock:
+            if self.returncode is None:
+                _killpg(self.pid, sig)
+
+    def reap(self) -> int:
+        """Kill what is left in the group (the leader too, if it still runs),
+        then collect the leader's exit status: negative for a signal."""
+        with self._lock:
+            if self.returncode is None:
+                _killpg(self.pid, signal.SIGKILL)
+                self.returncode = self.proc.wait()
+            return self.returncode
+
+
+class TimedOut(TaskError):
+    """A command ran past its ``timeout``."""
+
+
 class Children:
     def __init__(self):
         self._lock = threading.Lock()
-        self._live: set[subprocess.Popen] = set()
+        self._live: set[Child] = set()
         self.stopping = False
         #: The stop signal that made PALHM stop, if one did.
         self.signum: int | None = None
         self._guardian: _Guardian | None = None
 
-    def spawn(self, argv, *, stdin, stdout, stderr, env=None) -> subprocess.Popen:
+    def spawn(self, argv, *, stdin, stdout, stderr, env=None) -> Child:
         """Start ``argv`` (no shell) in a new process group."""
         with self._lock:
             if self.stopping:
@@ -69,23 +124,28 @@ class Children:
                 )
             except OSError as e:
                 raise TaskError(f"cannot run {argv[0]!r}: {e.strerror or e}") from None
-            self._live.add(proc)
+            child = Child(proc, argv[0].rsplit("/", 1)[-1])
+            self._live.add(child)
             self._guardian.tell(b"+", proc.pid)
-        return proc
+        return child
 
-    def wait(self, proc: subprocess.Popen) -> int:
-        """Wait for ``proc``, kill what it left running in its group, and
-        forget it."""
-        rc = proc.wait()
-        _killpg(proc.pid, signal.SIGKILL)
-        self.forget(proc)
+    def wait(self, child: Child, timeout: float | None = None) -> int:
+        """Wait for ``child`` to exit, kill what it left running in its
+        group, and forget it. Past ``timeout`` seconds its group is ended
+        (SIGTERM, SIGKILL after a grace period) and :class:`TimedOut` raised."""
+        if not wait_exits([child], timeout):
+            end_groups([child], grace=GRACE)
+            self.forget(child)
+            raise TimedOut(f"{child.label!r} timed out after {timeout:g} s")
+        rc = child.reap()
+        self.forget(child)
         return rc
 
-    def forget(self, proc: subprocess.Popen) -> None:
+    def forget(self, child: Child) -> None:
         with self._lock:
-            if proc in self._live and self._guardian is not None:
-                self._guardian.tell(b"-", proc.pid)
-            self._live.discard(proc)
+            if child in self._live and self._guardian is not None:
+                self._guardian.tell(b"-", child.pid)
+            self._live.discard(child)
 
     def stop(self, grace: float = 5.0, signum: int | None = None) -> None:
         """End every child's process group: SIGTERM, then SIGKILL after
@@ -96,10 +156,10 @@ class Children:
             self.stopping = True
             if signum is not None and self.signum is None:
                 self.signum = signum
-            procs = list(self._live)
-        end_groups(procs, grace)
-        for proc in procs:
-            self.forget(proc)
+            children = list(self._live)
+        end_groups(children, grace)
+        for child in children:
+            self.forget(child)
 
 
 #: The guardian's program: read ``+PGID``/``-PGID`` lines until PALHM's end of
@@ -169,27 +229,37 @@ class _Guardian:
             self.proc = None
 
 
-def end_groups(procs, grace: float = 5.0) -> None:
-    """SIGTERM the groups of ``procs``, SIGKILL what is left after ``grace``,
-    and reap the leaders."""
-    for proc in procs:
-        _killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-    for proc in procs:
-        _killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+def end_groups(children, grace: float = 5.0) -> None:
+    """SIGTERM the groups of ``children`` (and SIGCONT, so that a stopped
+    process gets it), SIGKILL what is left once the leaders exited or after
+    ``grace`` seconds, and reap the leaders."""
+    for child in children:
+        child.signal_group(signal.SIGTERM)
+        child.signal_group(signal.SIGCONT)
+    wait_exits(children, grace)
+    for child in children:
+        child.reap()
 
 
-def kill_stragglers(procs) -> None:
-    """After a pipeline ended: kill what its stages left running in their
-    groups (a leader that exited may leave background children)."""
-    for proc in procs:
-        _killpg(proc.pid, signal.SIGKILL)
+def wait_exits(children, timeout: float | None) -> bool:
+    """Wait until every leader of ``children`` has exited, reaping none;
+    False if ``timeout`` seconds passed first (None: no limit)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for child in children:
+        while not child.exited():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            _readable(child.pidfd, left)
+    return True
+
+
+def _readable(fd: int, timeout: float | None) -> bool:
+    """Wait up to ``timeout`` seconds (None: no limit) until ``fd`` is readable."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    ms = None if timeout is None else max(0, min(math.ceil(timeout * 1000), MAX_POLL_MS))
+    return bool(poller.poll(ms))
 
 
 def _killpg(pgid: int, sig: int) -> None:

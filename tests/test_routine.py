@@ -124,6 +124,8 @@ def test_killed_by_a_signal_is_never_an_accepted_exit_code(tmp_path):
 
 
 SPEAK = "import sys; print('OUT'); print('ERR', file=sys.stderr)"
+#: From -v on, PALHM prefixes each stderr line it relays with the command's name.
+NAMED_ERR = f"{Path(PY).name}: ERR"
 
 
 @pytest.mark.parametrize(
@@ -134,9 +136,9 @@ SPEAK = "import sys; print('OUT'); print('ERR', file=sys.stderr)"
         ([], 1, {}, "", "ERR"),  # vl 1: stderr only
         ([], 0, {}, "", ""),
         ([], None, {"vl-stdout": 4}, "", "ERR"),
-        (["-v"], None, {"vl-stdout": 4}, "OUT", "ERR"),
+        (["-v"], None, {"vl-stdout": 4}, "OUT", NAMED_ERR),
         ([], None, {"vl-stderr": 4, "vl-stdout": 0}, "OUT", ""),
-        (["-v"], None, {"vl-stderr": 4}, "OUT", "ERR"),
+        (["-v"], None, {"vl-stderr": 4}, "OUT", NAMED_ERR),
         (["-q"], None, {"vl-stderr": 0, "vl-stdout": 0}, "OUT", "ERR"),
         (["-v", "-v"], 2, {"vl-stdout": 4, "vl-stderr": 5}, "OUT", ""),
     ],

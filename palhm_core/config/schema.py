@@ -45,6 +45,15 @@ EXEC_KEYS = {
         "type": "integer",
         "description": "The same for stdout, where stdout is not part of a pipeline. Default 3.",
     },
+    "timeout": {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": 31_536_000,
+        "description": "Seconds the command may run (at most a year); in a pipeline, counted "
+        "from the pipeline's start, and for the last command until its output ends. Past "
+        "them its process groups get SIGTERM, then SIGKILL 2 s later, and it fails. "
+        "Default: no limit.",
+    },
 }
 
 STEP_SCHEMAS = {
@@ -54,6 +63,7 @@ STEP_SCHEMAS = {
             "exec-id": {"type": "string", "description": "The id of an exec definition."},
             "vl-stderr": EXEC_KEYS["vl-stderr"],
             "vl-stdout": EXEC_KEYS["vl-stdout"],
+            "timeout": EXEC_KEYS["timeout"],
         },
         "required": ["exec-id"],
     },
@@ -69,6 +79,7 @@ STEP_SCHEMAS = {
             "env": EXEC_KEYS["env"],
             "vl-stderr": EXEC_KEYS["vl-stderr"],
             "vl-stdout": EXEC_KEYS["vl-stdout"],
+            "timeout": EXEC_KEYS["timeout"],
         },
         "required": ["exec-id"],
     },

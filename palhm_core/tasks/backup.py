@@ -8,7 +8,6 @@ the copy back; older copies are never touched by a failed run.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime, timezone
 
@@ -284,11 +283,11 @@ class BackupTask(Task):
             )
             sink.close()
         except BaseException as e:
-            full = type(e) is TaskError and _filesystem_full(sink)
             sink.abort()
-            if type(e) is TaskError:
-                why = f"{e}; the filesystem of {backend.describe()} is full" if full else e
-                raise TaskError(f"task {self.id!r}: object {obj.path!r}: {why}") from None
+            # PALHM writes every byte itself, so a full disk is its own write
+            # error ("No space left on device"), named here with the object.
+            if type(e) in (TaskError, BackendError):
+                raise type(e)(f"task {self.id!r}: object {obj.path!r}: {e}") from None
             raise
         ctx.log.debug("%s: %s: %d bytes, sha256 %s", self.id, obj.path, result.size, result.sha256)
         return result
@@ -302,19 +301,6 @@ class BackupTask(Task):
         except BaseException:
             sink.abort()
             raise
-
-
-def _filesystem_full(sink) -> bool:
-    """The sink is a file the last command wrote into itself, on a filesystem
-    with no space left: most likely why that command failed, which PALHM
-    would not otherwise know (the command's own message may be hidden)."""
-    fd = sink.fileno()
-    if fd is None:
-        return False
-    try:
-        return os.fstatvfs(fd).f_bavail == 0
-    except OSError:
-        return False
 
 
 def _version() -> str:

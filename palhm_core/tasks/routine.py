@@ -12,8 +12,9 @@ import subprocess
 
 from palhm_core.errors import TaskError
 from palhm_core.hookspecs import hookimpl
-from palhm_core.process import describe_status
-from palhm_core.tail import StderrTail
+from palhm_core.pipeline import VL_PREFIX
+from palhm_core.process import TimedOut, describe_status
+from palhm_core.tail import StderrRelay
 from palhm_core.task import RunContext, Task
 
 
@@ -69,25 +70,31 @@ class RoutineTask(Task):
             ctx.log.info("%s: dry run, not running: %s", self.id, ex.shell_line())
             return
         ctx.log.debug("%s: running %s", self.id, ex.shell_line())
-        tail = None if ctx.vl >= ex.vl_stderr else StderrTail()
+        relay = StderrRelay(ex.label, show=ctx.vl >= ex.vl_stderr, prefix=ctx.vl >= VL_PREFIX)
         try:
-            proc = ctx.children.spawn(
+            child = ctx.children.spawn(
                 ex.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=None if ctx.vl >= ex.vl_stdout else subprocess.DEVNULL,
-                stderr=None if tail is None else tail.fd,
+                stderr=relay.fd,
                 env=ex.env_for_child(),
             )
+        except BaseException:
+            relay.finish()
+            raise
         finally:
-            if tail is not None:
-                tail.child_started()
-        rc = ctx.children.wait(proc)
+            relay.child_started()
+        try:
+            rc = ctx.children.wait(child, ex.timeout)
+        except TimedOut as e:
+            raise TaskError(f"task {self.id!r}: {e}{_said(relay)}") from None
+        finally:
+            relay.finish()
         ctx.signals.check()
         if rc not in ex.ec:
-            said = tail.text() if tail is not None else ""
             raise TaskError(
                 f"task {self.id!r}: {ex.label!r} {describe_status(rc)} (accepted: {ex.ec.text})"
-                + (f"; its stderr ended with:\n{said}" if said else "")
+                + _said(relay)
             )
 
     def plan(self):
@@ -100,6 +107,12 @@ class RoutineTask(Task):
             else:
                 lines.append(what.shell_line())
         return lines
+
+
+def _said(relay: StderrRelay) -> str:
+    """What the command wrote on its hidden stderr, to follow the error line."""
+    text = relay.text()
+    return f"; its stderr ended with:\n{text}" if text else ""
 
 
 @hookimpl

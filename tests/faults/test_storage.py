@@ -64,12 +64,13 @@ def copies(root: Path) -> list[str]:
 
 #: How the copy that does not fit is made, and what its one line must name.
 FULL = {
-    # The last stage writes into the file itself; PALHM sees only its exit.
+    # PALHM moves the bytes into the file (os.splice) and names its own
+    # write error.
     "direct": (
         [{"path": "big/dump", "pipeline": [inline("head", "-c", str(8 * MiB), "/dev/zero")]}],
-        ["big/dump", "is full"],
+        ["big/dump", "No space left on device"],
     ),
-    # PALHM relays the bytes (alloc-size given, smaller than the stream).
+    # The same with a preallocation smaller than the stream.
     "relayed": (
         [
             {
@@ -100,7 +101,7 @@ FULL = {
             {"path": f"part{i}", "pipeline": [inline("head", "-c", str(MiB), "/dev/zero")]}
             for i in range(4)
         ],
-        ["is full"],
+        ["No space left on device"],
     ),
 }
 
