@@ -1,17 +1,42 @@
-"""Keeping secrets out of what PALHM prints: plans, log lines, error messages
-and run reports.
+"""Keeping secrets out of what PALHM prints and stores: plans, log lines,
+error messages, stderr tails, run reports and ``palhm config show``.
 
-Hidden: the password of a URL (``https://user:secret@host/``), the value of an
-option or variable whose name says it is secret (``--password=x``,
-``--secret-key x``, ``AWS_SECRET_ACCESS_KEY=x``), and MySQL's ``-pPASSWORD``.
-Exec ``env`` values are never printed at all (plans show ``NAME=<set>``).
-This is a safety net, not a guarantee: a secret passed as a bare argument
-cannot be told from any other word. Keep secrets in files or the environment.
+Hidden (replaced by ``<hidden>``), in text of any number of lines and in argv
+lists alike:
+
+- the password of a URL: ``https://user:<hidden>@host/``;
+- the value of an option or variable whose name says it is secret:
+  ``--password=x``, ``--password x``, ``--secret-key x``,
+  ``AWS_SECRET_ACCESS_KEY=x`` (names holding ``password``,
+  ``passwd``, ``passphrase``, ``secret`` or ``credential`` anywhere, or
+  ``pass``, ``pwd``, ``token``, ``api-key``, ``access-key``, ``private-key``
+  or ``auth-key`` as a whole part; ``--no-password``, ``--passphrase-file``
+  and other names of files and descriptors are not secret);
+- the password of a ``user:password`` option: ``-u admin:x``, ``-uadmin:x``,
+  ``--user admin:x``, ``--user=admin:x``, ``--proxy-user`` (curl's forms);
+  so ``-u 1000:1000`` prints as ``-u 1000:<hidden>`` too;
+- the credentials of an ``Authorization:`` or ``Proxy-Authorization:``
+  header (``Authorization: Bearer <hidden>``), as an argument of its own, after
+  ``-H`` or in a line of text;
+- ``-pPASSWORD`` glued to ``-p``, only for the programs that read it as a
+  password (``mysql``, ``mysqldump``, ``mariadb``, ``mariadb-dump`` and the
+  rest of their families), and ``sshpass -p PASSWORD``: elsewhere ``-p`` is a
+  port, a path or a flag;
+- in ``config show``: every ``env`` value, and the value of every key whose
+  name is secret (:func:`redact_config`).
+
+This is a safety net, not a guarantee. What cannot be told from any other
+word is printed as it is: a secret passed as a bare argument (``mysql db
+hunter2``), after an option whose name does not say so (``-k KEY``, ``-P``),
+inside a value of another format (a JSON body, base64), or split across lines
+of a program's stderr. Keep secrets in files (``--passphrase-file``,
+``.my.cnf``, ``.netrc``) or in ``env``, which is never printed.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 HIDDEN = "<hidden>"
 
@@ -23,17 +48,34 @@ _SECRET_PART = re.compile(
 )
 #: Names of a file or descriptor holding a secret, or that say there is none.
 _NOT_SECRET = re.compile(r"(?:^no[-_]|[-_]?(?:file|fd|path|dir)$)", re.IGNORECASE)
+#: A word's start: the line's start, a blank or a quote.
+_START = r"(?<![^\s'\"])"
+#: One value: quoted, or up to a blank or quote.
+_VALUE = r"('[^'\n]*'|\"[^\"\n]*\"|[^\s'\"]+)"
 #: scheme://user:password@  (userinfo holds no "/", "@" or whitespace)
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/@:'\"]*):([^\s/@'\"]*)@")
-#: MySQL and MariaDB clients take the password glued to -p.
-_MYSQL = re.compile(r"\b(?:mysql|mariadb)")
-_MYSQL_P = re.compile(r"(?<![^\s'\"])-p(?=[^\s'\"])('[^']*'|\"[^\"]*\"|\S+)")
 #: --name=value, -name=value, NAME=value
-_ASSIGNMENT = re.compile(r"(?<![^\s'\"])(--?|)([A-Za-z_][A-Za-z0-9_-]*)=('[^']*'|\"[^\"]*\"|\S*)")
+_ASSIGNMENT = re.compile(
+    _START + r"(--?|)([A-Za-z_][A-Za-z0-9_-]*)=" + r"('[^'\n]*'|\"[^\"\n]*\"|\S*)"
+)
 #: --name value (the value not an option itself)
 _OPTION_VALUE = re.compile(
-    r"(?<![^\s'\"])(--?[A-Za-z][A-Za-z0-9_-]*)(\s+)('[^']*'|\"[^\"]*\"|[^\s-]\S*)"
+    _START + r"(--?[A-Za-z][A-Za-z0-9_-]*)([ \t]+)('[^'\n]*'|\"[^\"\n]*\"|[^\s-]\S*)"
 )
+#: Authorization: SCHEME CREDENTIALS (the scheme is kept)
+_AUTH_HEADER = re.compile(
+    r"(?<![\w-])((?:Proxy-)?Authorization[ \t]*:[ \t]*)(?:([A-Za-z][\w-]*)[ \t]+)?([^\s'\"]+)",
+    re.IGNORECASE,
+)
+#: -u user:password, --user user:password, --user=user:password
+_USER_OPTION = re.compile(
+    _START + r"((?:--user|--proxy-user)(?:[ \t]+|=)|-[uU][ \t]*)(['\"]?)([^\s:'\"]*):([^\s'\"]+)"
+)
+#: The programs whose -pVALUE is a password, and sshpass, whose -p VALUE is.
+_P_PROGRAMS = re.compile(r"(?<![\w-])(?:mysql|mariadb|sshpass)[\w-]*")
+_GLUED_P = re.compile(_START + r"-p(?=\S)" + _VALUE)
+_SSHPASS_P = re.compile(r"(?<![\w-])(sshpass\b.*?" + _START + r"-p)([ \t]+)" + _VALUE)
+_USER_OPTIONS = ("-u", "-U", "--user", "--proxy-user")
 
 
 def is_secret_name(name: str) -> bool:
@@ -46,10 +88,15 @@ def is_secret_name(name: str) -> bool:
 
 
 def redact(text: str) -> str:
-    """``text`` with the secrets this module knows of replaced by ``<hidden>``."""
+    """``text`` (any number of lines) with the secrets this module knows of
+    replaced by ``<hidden>``; each line is read on its own."""
     if not text:
         return text
-    text = _URL_PASSWORD.sub(rf"\1:{HIDDEN}@", text)
+    return "\n".join(_redact_line(line) for line in text.split("\n"))
+
+
+def _redact_line(line: str) -> str:
+    line = _URL_PASSWORD.sub(rf"\1:{HIDDEN}@", line)
 
     def assignment(m: re.Match) -> str:
         dash, name, value = m.groups()
@@ -63,11 +110,21 @@ def redact(text: str) -> str:
             return m.group(0)
         return f"{option}{space}{HIDDEN}"
 
-    text = _ASSIGNMENT.sub(assignment, text)
-    text = _OPTION_VALUE.sub(option_value, text)
-    if _MYSQL.search(text):
-        text = _MYSQL_P.sub(f"-p{HIDDEN}", text)
-    return text
+    line = _ASSIGNMENT.sub(assignment, line)
+    line = _OPTION_VALUE.sub(option_value, line)
+    line = _AUTH_HEADER.sub(_auth_header, line)
+    line = _USER_OPTION.sub(rf"\1\2\3:{HIDDEN}", line)
+    if _P_PROGRAMS.search(line):
+        line = _SSHPASS_P.sub(rf"\1\2{HIDDEN}", line)
+        line = _GLUED_P.sub(f"-p{HIDDEN}", line)
+    return line
+
+
+def _auth_header(m: re.Match) -> str:
+    head, scheme, _ = m.groups()
+    if scheme and scheme != HIDDEN:
+        return f"{head}{scheme} {HIDDEN}"
+    return f"{head}{HIDDEN}"
 
 
 def redact_argv(argv) -> list[str]:
@@ -75,20 +132,59 @@ def redact_argv(argv) -> list[str]:
     printing only: never run the result)."""
     out: list[str] = []
     program = str(argv[0]).rsplit("/", 1)[-1] if argv else ""
-    mysql = program.startswith(("mysql", "mariadb"))
-    hide_next = False
+    glued_p = bool(_P_PROGRAMS.fullmatch(program))
+    sshpass = program == "sshpass"
+    hide_next = user_next = False
     for arg in map(str, argv):
         if hide_next:
             out.append(HIDDEN)
             hide_next = False
             continue
+        if user_next:
+            user_next = False
+            user, colon, _ = arg.partition(":")
+            out.append(f"{user}:{HIDDEN}" if colon else arg)
+            continue
         arg = _URL_PASSWORD.sub(rf"\1:{HIDDEN}@", arg)
-        name, eq, _ = arg.partition("=")
-        if eq and is_secret_name(name) and re.fullmatch(r"-{0,2}[A-Za-z_][A-Za-z0-9_-]*", name):
-            arg = f"{name}={HIDDEN}"
-        elif arg.startswith("-") and not eq and is_secret_name(arg) and len(out) > 0:
+        arg = _AUTH_HEADER.sub(_auth_header, arg)
+        name, eq, value = arg.partition("=")
+        if eq and re.fullmatch(r"-{0,2}[A-Za-z_][A-Za-z0-9_-]*", name):
+            if is_secret_name(name):
+                arg = f"{name}={HIDDEN}"
+            elif name in ("--user", "--proxy-user") and ":" in value:
+                arg = f"{name}={value.partition(':')[0]}:{HIDDEN}"
+        elif arg in _USER_OPTIONS:
+            user_next = True
+        elif arg[:2] in ("-u", "-U") and ":" in arg and len(out) > 0:
+            arg = f"{arg.partition(':')[0]}:{HIDDEN}"
+        elif (sshpass and arg == "-p") or (
+            arg.startswith("-") and not eq and is_secret_name(arg) and len(out) > 0
+        ):
             hide_next = True
-        elif mysql and arg.startswith("-p") and len(arg) > 2 and not arg.startswith("--"):
+        elif glued_p and arg.startswith("-p") and len(arg) > 2 and not arg.startswith("--"):
             arg = "-p" + HIDDEN
         out.append(arg)
     return out
+
+
+def redact_config(node: Any, key: str | None = None) -> Any:
+    """A config document as ``palhm config show`` prints it: every ``env``
+    value, the value of every key whose name is secret, URL passwords and the
+    secrets of ``argv`` lists hidden."""
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            if k == "env" and isinstance(v, dict):
+                out[k] = {name: HIDDEN for name in v}
+            elif is_secret_name(str(k)) and not isinstance(v, (dict, list)):
+                out[k] = HIDDEN
+            elif k == "argv" and isinstance(v, list) and all(isinstance(a, str) for a in v):
+                out[k] = [redact(a) for a in redact_argv(v)]
+            else:
+                out[k] = redact_config(v, k)
+        return out
+    if isinstance(node, list):
+        return [redact_config(v, key) for v in node]
+    if isinstance(node, str):
+        return redact(node)
+    return node

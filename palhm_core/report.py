@@ -3,6 +3,11 @@ node-exporter textfile (``palhm run --metrics-dir DIR``), both written
 atomically: a temporary file in the same directory, flushed, then renamed over
 the old one, so a reader sees the old document or the new one, never half.
 
+Both are written mode 0600 (a run's report may quote a failing command's
+stderr, redacted but still the host's business); the textfile keeps the read
+bits of the file it replaces, so that ``chmod 644`` once lets a node exporter
+running as another user read it.
+
 The report is one JSON document per run. For a backup task it is the backup's
 own report (see :func:`palhm_core.hookspecs.palhm_task_finished`: ``objects``
 with path, bytes, sha256, seconds and exit-codes; ``total-bytes``;
@@ -26,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 from datetime import datetime, timezone
 from typing import Any
@@ -79,7 +85,7 @@ def report_bytes(doc: dict[str, Any]) -> int:
 
 def write_report(path: str, doc: dict[str, Any]) -> None:
     text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
-    write_atomically(path, text.encode(), mode=0o644 & ~_umask())
+    write_atomically(path, text.encode(), mode=0o600)
 
 
 def write_metrics(directory: str, doc: dict[str, Any], finished: float) -> str:
@@ -104,7 +110,7 @@ def write_metrics(directory: str, doc: dict[str, Any], finished: float) -> str:
     gauge(
         "palhm_last_success_timestamp_seconds", "When the last successful run ended.", last_success
     )
-    write_atomically(path, ("\n".join(lines) + "\n").encode(), mode=0o644)
+    write_atomically(path, ("\n".join(lines) + "\n").encode(), mode=_kept_mode(path))
     return path
 
 
@@ -138,6 +144,15 @@ def write_atomically(path: str, data: bytes, mode: int) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def _kept_mode(path: str) -> int:
+    """0600, plus the read bits an administrator gave the file replaced (a
+    node exporter running as another user needs ``chmod 644`` once)."""
+    try:
+        return 0o600 | (stat.S_IMODE(os.stat(path).st_mode) & 0o044)
+    except OSError:
+        return 0o600
 
 
 def _redacted(key: str, value):
@@ -174,14 +189,3 @@ def _old_value(path: str, name: str) -> float | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-def _umask() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022

@@ -171,7 +171,6 @@ def start(timeout: float = 60.0) -> Postgres:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            start_new_session=True,
             **as_user,
         )
     server = Postgres(programs, top, port, proc)

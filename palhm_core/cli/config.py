@@ -22,6 +22,12 @@ def add_parser(sub) -> None:
         "Schema for editors; init [DIR]: write the default config files",
     )
     p.add_argument("dir", nargs="?", metavar="DIR", help=f"for init (default {DEFAULT_DIR})")
+    p.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="show: print env values, passwords and other secrets as they are (by default "
+        "they are <hidden>)",
+    )
     p.set_defaults(func=cmd_config)
 
 
@@ -43,8 +49,11 @@ def cmd_config(args) -> int:
 
     _, conf, _ = load_config(args)
     if args.action == "show":
+        from palhm_core.redact import redact_config
+
+        doc = conf.merged if args.show_secrets else redact_config(conf.merged)
         # default=str: YAML dates in free-form values (boot-report) print as text
-        json.dump(conf.merged, sys.stdout, indent=2, ensure_ascii=False, default=str)
+        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False, default=str)
         print()
     elif not args.quiet:
         print(
@@ -59,7 +68,8 @@ def _count(n: int, what: str) -> str:
 
 
 def _init(target: str, quiet: bool = False) -> int:
-    """Write the default files into ``target``, never over an existing file."""
+    """Write the default files into ``target``, never over an existing file;
+    mode 0600, as they may come to hold secrets (``env``)."""
     from importlib import resources
 
     from palhm_core.errors import PalhmError
@@ -70,7 +80,7 @@ def _init(target: str, quiet: bool = False) -> int:
         content = (data / name).read_bytes()
         try:
             os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             if not quiet:
                 print(f"palhm: {dest} exists, left as it is", file=sys.stderr)
