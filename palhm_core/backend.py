@@ -7,7 +7,7 @@ backup task. The core drives it through one copy at a time::
     backend.clean_leftovers()          # what crashed runs left behind
     backend.begin(prefix)              # raises PrefixExists if already there
     sink = backend.sink(path, alloc)   # one per object, and for the manifest
-    ...                                # the core writes, then sink.close()
+    ...                                # the core writes bytes, then sink.close()
     backend.commit()                   # the copy becomes complete in one step
     # or, on any failure:  backend.rollback()
     backend.list_copies(); backend.delete_copies(prefixes, deleted)   # rotation
@@ -15,11 +15,13 @@ backup task. The core drives it through one copy at a time::
 
 Policy lives in the core, written once for every backend: the manifest and
 SHA256SUMS files, hashing, scheduling and rotation. A backend only moves bytes
-and lists what it holds. A copy is *complete* exactly when its manifest
-(:data:`palhm_core.manifest.MANIFEST_NAME`) is present; a backend must make the
-manifest visible last and never list a copy that is still being written as
-complete. Anything in the backend's root that PALHM did not make must be left
-alone.
+and lists what it holds, with the sizes its storage reports. A copy is
+*complete* exactly when its manifest (:data:`palhm_core.manifest.MANIFEST_NAME`)
+is present; a backend must make the manifest visible last and never list a copy
+that is still being written as complete. The core reads the manifests and
+decides which copies are the task's own (see :class:`CopyInfo`): a backend
+deletes only the copies the core names. Anything in the backend's root that
+PALHM did not make must be left alone.
 """
 
 from __future__ import annotations
@@ -38,25 +40,55 @@ class PrefixExists(BackendError):
 
 @dataclass(frozen=True)
 class CopyInfo:
-    """One copy as listed by a backend.
+    """One copy as listed by a backend, then judged by the core.
+
+    A backend fills in what its storage holds; it reads no manifest and
+    trusts none. The core then reads each complete copy's manifest and sets
+    ``state``, ``why``, ``manifest`` and ``future``.
 
     :param prefix: the copy's PREFIX.
     :param complete: its manifest is present.
-    :param size: the bytes of the copy's objects (the manifest's ``size``; PALHM's
-        own two files are not counted).
-    :param objects: number of objects, from the manifest (``None`` when unknown).
-    :param manifest: the parsed manifest, when the backend read it anyway.
+    :param size: the bytes the storage holds for the copy's objects (the sum
+        of ``files``; PALHM's own files are not counted).
+    :param objects: number of objects stored (``len(files)``), ``None`` when
+        unknown.
+    :param files: the size the storage reports for each object, by PATH
+        (``/``-separated, relative to the copy; ``palhm-manifest.json``,
+        ``SHA256SUMS`` and the backend's own marker files left out). Measured
+        by the backend (``stat``, a listing), never read from the manifest.
+        ``None`` when the backend cannot tell: such a complete copy is
+        ``damaged``, so rotation never deletes it.
     :param finished: when the manifest was stored, if the backend knows it
         without reading the manifest (an S3 listing gives each key's time);
-        ``palhm backups list`` shows the age from it, or from the manifest.
+        ``palhm backups list`` shows the age from the manifest's own
+        ``finished``, or from this.
+    :param state: set by the core: ``complete`` (this task's, its manifest
+        agrees with the storage), ``incomplete`` (no manifest: a copy being
+        made or left by a crash), ``foreign`` (the manifest names another
+        task, or another host) or ``damaged`` (the manifest is unreadable,
+        malformed, or claims objects or sizes the storage does not hold).
+        Only ``complete`` copies are counted, rotated, verified and
+        ``latest``; ``foreign`` and ``damaged`` ones are never deleted.
+    :param why: for ``foreign`` and ``damaged``: what the core found.
+    :param manifest: the parsed manifest, set by the core for a
+        ``complete`` copy and for a ``damaged`` one whose manifest is well
+        formed and this task's (the storage disagrees with it).
+    :param future: set by the core: the manifest says the copy finished
+        later than now (beyond a tolerance of a few minutes) - the clock was
+        wrong when it was made, or is wrong now. Such a copy is neither
+        counted, rotated nor ``latest``.
     """
 
     prefix: str
     complete: bool
     size: int
     objects: int | None = None
-    manifest: dict[str, Any] | None = None
+    files: dict[str, int] | None = None
     finished: datetime | None = None
+    state: str = ""
+    why: str = ""
+    manifest: dict[str, Any] | None = None
+    future: bool = False
 
 
 class Sink:
@@ -133,6 +165,15 @@ class Backend:
         """Where this backend stores copies, for messages (``/srv/backup``,
         ``s3://bucket/root``)."""
         return self.name
+
+    def location(self) -> tuple[str, ...] | None:
+        """Where this backend keeps copies, as names from the most general
+        down (``("localfs", "srv", "backup")``, ``("aws-s3", ENDPOINT,
+        BUCKET, "palhm", "db")``), computed from the parameters alone.
+        ``palhm config check`` refuses two tasks of one config whose locations
+        are equal or one inside the other: they would hold each other's
+        copies. ``None`` (the default) when it cannot be told; not checked."""
+        return None
 
     def open(self) -> None:
         """Connect and check that the root is usable. Import heavy libraries

@@ -9,10 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from palhm_core.backend import Backend, CopyInfo
-from palhm_core.config.place import Place
-from palhm_core.errors import ConfigError, PalhmError
-from palhm_core.manifest import MANIFEST_NAME, parse_manifest
-from palhm_core.tasks.objects import check_path
+from palhm_core.copies import own
+from palhm_core.errors import PalhmError
+from palhm_core.manifest import MANIFEST_NAME
 
 CHUNK = 1 << 20
 
@@ -27,44 +26,31 @@ class Problem:
         return f"{self.prefix}/{self.path}: {self.what}"
 
 
-def sorted_copies(backend: Backend) -> list[CopyInfo]:
-    return sorted(backend.list_copies(), key=lambda c: c.prefix)
-
-
-def pick_copies(backend: Backend, prefix: str | None, everything: bool) -> list[CopyInfo]:
-    """The copies a command names: all complete ones, one PREFIX, or the
-    newest complete one (``None`` or ``latest``)."""
-    copies = sorted_copies(backend)
-    complete = [c for c in copies if c.complete]
+def pick_copies(
+    copies: list[CopyInfo], backend: Backend, prefix: str | None, everything: bool
+) -> list[CopyInfo]:
+    """The copies a command names among ``copies`` (as
+    :func:`palhm_core.copies.judge_copies` gives them): every complete copy
+    of the task (and every damaged one, for verify to report), one PREFIX,
+    or the newest complete copy that is not future-dated (``None`` or
+    ``latest``)."""
     if everything:
-        return complete
+        return [c for c in copies if c.state in ("complete", "damaged")]
     if prefix is None or prefix == "latest":
-        if not complete:
-            raise PalhmError(f"no complete copy on {backend.describe()}")
-        return [complete[-1]]
+        counted = own(copies)
+        if not counted:
+            raise PalhmError(f"no complete copy of this task on {backend.describe()}")
+        return [counted[-1]]
     for c in copies:
         if c.prefix == prefix:
-            if not c.complete:
+            if c.state == "incomplete":
                 raise PalhmError(f"copy {prefix!r} on {backend.describe()} is incomplete")
+            if c.state == "foreign":
+                raise PalhmError(
+                    f"copy {prefix!r} on {backend.describe()} is not this task's: {c.why}"
+                )
             return [c]
     raise PalhmError(f"no copy {prefix!r} on {backend.describe()}")
-
-
-def read_manifest(backend: Backend, prefix: str) -> dict:
-    try:
-        with backend.open_object(prefix, MANIFEST_NAME) as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise PalhmError(f"copy {prefix!r} has no manifest: it is incomplete") from None
-    manifest = parse_manifest(data)
-    if manifest is None:
-        raise PalhmError(f"copy {prefix!r}: {MANIFEST_NAME} is not a PALHM manifest")
-    for i, entry in enumerate(manifest["objects"]):
-        try:
-            check_path(entry["path"], Place(f"{prefix}/{MANIFEST_NAME}", ("objects", i)))
-        except (ConfigError, KeyError, TypeError):
-            raise PalhmError(f"copy {prefix!r}: manifest entry {i} has a bad path") from None
-    return manifest
 
 
 def stream(backend: Backend, prefix: str, path: str, out: Callable[[bytes], object] | None):
@@ -84,25 +70,33 @@ def stream(backend: Backend, prefix: str, path: str, out: Callable[[bytes], obje
     return size, h.hexdigest()
 
 
-def verify_copy(backend: Backend, prefix: str) -> tuple[int, list[Problem]]:
-    """Check every object of a copy; the number checked and the problems."""
-    manifest = read_manifest(backend, prefix)
+def verify_copy(backend: Backend, copy: CopyInfo) -> tuple[int, list[Problem]]:
+    """Check every object of a complete copy; the number checked and the
+    problems. A damaged copy whose manifest is unusable is one problem, its
+    reason; one whose manifest is this task's is checked object by object,
+    and is a problem even if every object it names is whole."""
+    if copy.manifest is None:
+        return 0, [Problem(copy.prefix, MANIFEST_NAME, f"damaged: {copy.why}")]
     problems = []
-    for entry in manifest["objects"]:
+    for entry in copy.manifest["objects"]:
         path = entry["path"]
         try:
-            size, digest = stream(backend, prefix, path, None)
+            size, digest = stream(backend, copy.prefix, path, None)
         except FileNotFoundError:
-            problems.append(Problem(prefix, path, "missing"))
+            problems.append(Problem(copy.prefix, path, "missing"))
             continue
-        if size != entry.get("size"):
+        if size != entry["size"]:
             problems.append(
-                Problem(prefix, path, f"size {size}, manifest says {entry.get('size')}")
+                Problem(copy.prefix, path, f"size {size}, manifest says {entry['size']}")
             )
-        elif digest != entry.get("sha256"):
+        elif digest != entry["sha256"]:
             problems.append(
                 Problem(
-                    prefix, path, f"SHA-256 mismatch: {digest}, manifest says {entry.get('sha256')}"
+                    copy.prefix,
+                    path,
+                    f"SHA-256 mismatch: {digest}, manifest says {entry['sha256']}",
                 )
             )
-    return len(manifest["objects"]), problems
+    if copy.state == "damaged" and not problems:
+        problems.append(Problem(copy.prefix, MANIFEST_NAME, f"damaged: {copy.why}"))
+    return len(copy.manifest["objects"]), problems

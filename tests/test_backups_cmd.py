@@ -40,7 +40,7 @@ def test_list_shows_complete_and_incomplete_copies_oldest_first(tmp_path):
     assert listed[1]["size"] == len(subprocess.check_output(["seq", "1", "50000"])) + 300000
     assert listed[1]["age-seconds"] is not None and listed[1]["age-seconds"] < 600
     text = run_palhm("backups", "list", "backup", config=conf).stdout.splitlines()
-    assert text[0].split() == ["PREFIX", "STATE", "OBJECTS", "SIZE", "AGE"]
+    assert text[0].split() == ["PREFIX", "STATE", "OBJECTS", "SIZE", "AGE", "NOTE"]
     assert text[1].split()[:2] == ["0000-incomplete", "incomplete"]
     assert text[2].split()[1:3] == ["complete", "2"]
 

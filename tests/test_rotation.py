@@ -52,9 +52,12 @@ def test_bad_decimal_limits_name_the_place(value):
     assert str(err.value).startswith("palhm.conf: tasks[0].backend-param.nb-copy-limit: ")
 
 
-def _copies(*sizes, incomplete=()):
-    out = [CopyInfo(f"2026-01-0{i + 1}", True, s) for i, s in enumerate(sizes)]
-    out += [CopyInfo(p, False, 0) for p in incomplete]
+def _copies(*sizes, incomplete=(), foreign=(), damaged=(), future=()):
+    out = [CopyInfo(f"2026-01-0{i + 1}", True, s, state="complete") for i, s in enumerate(sizes)]
+    out += [CopyInfo(p, False, 0, state="incomplete") for p in incomplete]
+    out += [CopyInfo(p, True, 10**12, state="foreign") for p in foreign]
+    out += [CopyInfo(p, True, 10**12, state="damaged") for p in damaged]
+    out += [CopyInfo(p, True, 10, state="complete", future=True) for p in future]
     return out
 
 
@@ -71,12 +74,21 @@ def _copies(*sizes, incomplete=()):
         ((10, 10, 50), None, 5, "2026-01-03", ["2026-01-01", "2026-01-02"]),
         ((10, 10, 10), 5, 15, "2026-01-03", ["2026-01-01", "2026-01-02"]),
         ((10, 10, 10), None, None, "2026-01-03", []),
-        ((10, 10, 10), 2, None, "2026-01-01", ["2026-01-02"]),  # kept even if oldest
+        # The copy just made sorts first (the clock went back): nothing that
+        # sorts after it is deleted, even over the limit.
+        ((10, 10, 10), 2, None, "2026-01-01", []),
+        ((10, 10, 10), 1, None, "2026-01-02", ["2026-01-01"]),
     ],
 )
 def test_selection(sizes, count, size, keep, doomed):
     chosen = select_for_rotation(
-        _copies(*sizes, incomplete=["2025-12-31", "lost+found"]),
+        _copies(
+            *sizes,
+            incomplete=["2025-12-31", "lost+found"],
+            foreign=["2025-12-30"],
+            damaged=["2025-12-29"],
+            future=["2031-01-01"],
+        ),
         keep=keep,
         nb_copy_limit=count,
         root_size_limit=size,

@@ -13,7 +13,7 @@ import os
 import shutil
 
 from palhm_core import Backend, BackendError, CopyInfo, PrefixExists, Sink, hookimpl
-from palhm_core.manifest import MANIFEST_NAME, parse_manifest
+from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
 
 STAGING = ".partial-"
 
@@ -36,13 +36,16 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def read_manifest(copy_dir: str) -> dict | None:
-    """The copy's manifest; None while it is missing (an incomplete copy)."""
-    try:
-        with open(os.path.join(copy_dir, MANIFEST_NAME), "rb") as f:
-            return parse_manifest(f.read())
-    except OSError:
-        return None
+def measure(copy_dir: str) -> dict[str, int]:
+    """The size of every regular file of a copy, by ``/``-separated path
+    (symlinks are not followed, nor counted)."""
+    files = {}
+    for top, _, names in os.walk(copy_dir):
+        for name in names:
+            path = os.path.join(top, name)
+            if not os.path.islink(path) and os.path.isfile(path):
+                files[os.path.relpath(path, copy_dir)] = os.path.getsize(path)
+    return files
 
 
 class FileSink(Sink):
@@ -144,19 +147,20 @@ class DirStoreBackend(Backend):
             self.staging = None
 
     def list_copies(self) -> list[CopyInfo]:
+        # Report what the storage holds, with the sizes it reports: the core
+        # reads each manifest, decides whose copy it is and whether the
+        # manifest tells the truth, and rotates only the task's own copies.
         copies = []
         with os_errors(f"list {self.dir}"):
             for entry in os.scandir(self.dir):
                 if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
                     continue  # staging directories, and anything PALHM did not make
-                manifest = read_manifest(entry.path)
-                size = sum(
-                    os.path.getsize(os.path.join(top, f))
-                    for top, _, files in os.walk(entry.path)
-                    for f in files
+                files = measure(entry.path)
+                complete = files.pop(MANIFEST_NAME, None) is not None
+                files.pop(SUMS_NAME, None)  # PALHM's own files are not objects
+                copies.append(
+                    CopyInfo(entry.name, complete, sum(files.values()), len(files), files)
                 )
-                objects = len(manifest["objects"]) if manifest else None
-                copies.append(CopyInfo(entry.name, manifest is not None, size, objects, manifest))
         return copies
 
     def delete_copy(self, prefix: str) -> None:

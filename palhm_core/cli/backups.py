@@ -50,38 +50,43 @@ def _keeps_nothing(task, backend) -> bool:
     return False
 
 
+def _judged(task, backend):
+    """The task's copies as the core judges them, oldest first."""
+    from palhm_core.copies import judge_copies
+
+    backend.open()
+    try:
+        return judge_copies(backend, task.id)
+    finally:
+        backend.close()
+
+
 def cmd_list(args) -> int:
-    from palhm_core.verify import sorted_copies
+    from datetime import datetime, timezone
+
+    from palhm_core.manifest import finished_time
 
     task, backend = _backend(args)
     if _keeps_nothing(task, backend):
         return 0
-    backend.open()
-    try:
-        copies = sorted_copies(backend)
-    finally:
-        backend.close()
-    from datetime import datetime, timezone
-
+    copies = _judged(task, backend)
     now = datetime.now(timezone.utc)
     rows = []
     for c in copies:
-        finished = c.finished
-        if finished is None and (c.manifest or {}).get("finished"):
-            try:
-                finished = datetime.fromisoformat(c.manifest["finished"])
-            except (TypeError, ValueError):
-                pass
+        finished = finished_time(c.manifest) if c.manifest else c.finished
         age = None
-        if finished is not None:
-            try:
-                age = int((now - finished).total_seconds())
-            except TypeError:  # a time without a zone
-                pass
+        if finished is not None and finished.tzinfo is not None and not c.future:
+            age = max(0, int((now - finished).total_seconds()))
+        why = c.why
+        if c.future:
+            why = f"finished {c.manifest['finished']}, after now: the clock was or is wrong"
         rows.append(
             {
                 "prefix": c.prefix,
-                "complete": c.complete,
+                "state": c.state,
+                "complete": c.state == "complete",
+                "future": c.future,
+                "why": why,
                 "objects": c.objects,
                 "size": c.size,
                 "age-seconds": age,
@@ -93,24 +98,26 @@ def cmd_list(args) -> int:
         )
         print()
         return 0
-    table = [("PREFIX", "STATE", "OBJECTS", "SIZE", "AGE")]
+    table = [("PREFIX", "STATE", "OBJECTS", "SIZE", "AGE", "NOTE")]
     for r in rows:
         table.append(
             (
                 r["prefix"],
-                "complete" if r["complete"] else "incomplete",
+                "future" if r["future"] else r["state"],
                 "-" if r["objects"] is None else str(r["objects"]),
-                _size(r["size"]) if r["complete"] else "-",
+                _size(r["size"]) if r["state"] != "incomplete" else "-",
                 "-" if r["age-seconds"] is None else _age(r["age-seconds"]),
+                r["why"],
             )
         )
-    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
 
 def cmd_verify(args) -> int:
+    from palhm_core.copies import judge_copies
     from palhm_core.errors import TaskError
     from palhm_core.verify import pick_copies, verify_copy
 
@@ -120,11 +127,14 @@ def cmd_verify(args) -> int:
     backend.open()
     problems = []
     try:
-        for copy in pick_copies(backend, args.prefix, args.all):
-            count, found = verify_copy(backend, copy.prefix)
+        copies = judge_copies(backend, task.id)
+        for copy in pick_copies(copies, backend, args.prefix, args.all):
+            count, found = verify_copy(backend, copy)
             problems += found
-            state = "OK" if not found else f"{len(found)} bad"
-            print(f"{copy.prefix}: {count} objects, {state}")
+            state = f"{count} objects, " + ("OK" if not found else f"{len(found)} bad")
+            if copy.state == "damaged":
+                state = f"damaged: {copy.why}" if copy.manifest is None else f"{state}, damaged"
+            print(f"{copy.prefix}: {state}")
     finally:
         backend.close()
     if problems:
@@ -133,17 +143,19 @@ def cmd_verify(args) -> int:
 
 
 def cmd_cat(args) -> int:
+    from palhm_core.copies import judge_copies
     from palhm_core.errors import PalhmError, TaskError
-    from palhm_core.verify import pick_copies, read_manifest, stream
+    from palhm_core.verify import pick_copies, stream
 
     task, backend = _backend(args)
     if backend.name == "null":
         raise PalhmError(f"task {task.id!r} uses the null backend: it keeps no copies")
     backend.open()
     try:
-        (copy,) = pick_copies(backend, args.prefix, False)
-        manifest = read_manifest(backend, copy.prefix)
-        entry = next((o for o in manifest["objects"] if o["path"] == args.path), None)
+        (copy,) = pick_copies(judge_copies(backend, task.id), backend, args.prefix, False)
+        if copy.manifest is None:
+            raise PalhmError(f"copy {copy.prefix!r} is damaged: {copy.why}")
+        entry = next((o for o in copy.manifest["objects"] if o["path"] == args.path), None)
         if entry is None:
             raise PalhmError(f"copy {copy.prefix!r} has no object {args.path!r}")
         out = sys.stdout.buffer

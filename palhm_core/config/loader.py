@@ -92,6 +92,7 @@ def load(path: str, plugins: Plugins) -> Config:
         if task is not None:
             conf.tasks[task_conf["id"]] = task
     _raise_if(errors)
+    _raise_if(_shared_roots(conf.tasks))
     _link(conf.tasks)
     return conf
 
@@ -105,6 +106,32 @@ def _collect(errors: list[str], func, *args):
     except ConfigError as e:
         errors.append(str(e))
     return None
+
+
+def _shared_roots(tasks: dict[str, Task]) -> list[str]:
+    """Two tasks whose backends keep copies in one place (equal locations, or
+    one inside the other) would count, list and rotate each other's copies."""
+    errors: list[str] = []
+    seen: list[tuple[Task, tuple[str, ...]]] = []
+    for task in tasks.values():
+        backend = getattr(task, "backend", None)
+        where = backend.location() if backend is not None else None
+        if where is None:
+            continue
+        for other, other_where in seen:
+            if where[: len(other_where)] == other_where[: len(where)]:
+                errors.append(
+                    str(
+                        (task.place / "backend-param").error(
+                            f"keeps copies where task {other.id!r} does "
+                            f"({other.backend.describe()} and {backend.describe()} overlap): "
+                            "give each task a root of its own"
+                        )
+                    )
+                )
+                break
+        seen.append((task, where))
+    return errors
 
 
 def _raise_if(errors: list[str]) -> None:

@@ -1,4 +1,10 @@
-"""The localfs backend class."""
+"""The localfs backend class.
+
+ROOT is opened once (:func:`palhm_localfs.rootdir.open_root`) and every step
+after that works through its descriptor (``mkdir``, ``open``, ``rename``,
+``unlink`` relative to it, ``O_NOFOLLOW`` inside copies): a path is never
+resolved again, so a directory swapped for a symlink mid-run changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,11 @@ import fcntl
 import os
 import secrets
 import shutil
-import stat
 
 from palhm_core import Backend, BackendError, CopyInfo, PrefixExists, Sink
 from palhm_core.config.values import parse_mode
-from palhm_core.manifest import MANIFEST_NAME, parse_manifest
+from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
+from palhm_localfs.rootdir import open_root
 
 STAGING = ".palhm-partial."
 DEFAULT_BLOCK_SIZE = 1 << 20
@@ -109,7 +115,16 @@ class LocalFsBackend(Backend):
             "root": {
                 "type": "string",
                 "description": "The directory holding the copies (ROOT). Created if missing, "
-                "its parent must exist. A relative path is taken from the working directory.",
+                "its parent must exist. A relative path is taken from the working directory. "
+                "Every directory on the way must be owned by root or PALHM's user and "
+                "writable by no other user (sticky directories such as /tmp excepted), and "
+                "ROOT writable by no other user at all.",
+            },
+            "allow-unsafe-root": {
+                "type": "boolean",
+                "description": "Use ROOT even when another user can write it or a directory "
+                "above it. Such a user can then swap ROOT for a symlink before a run, plant "
+                "copies that look like this task's, or fill the disk. Default false.",
             },
             "dmode": {
                 "type": "string",
@@ -134,84 +149,82 @@ class LocalFsBackend(Backend):
         if "\0" in params["root"]:
             raise (place / "root").error(f"{params['root']!r} contains a NUL character")
         self.root = os.path.abspath(params["root"])
+        self.strict = not params.get("allow-unsafe-root", False)
         self.dmode = parse_mode(params.get("dmode", "750"), place / "dmode")
         self.fmode = parse_mode(params.get("fmode", "640"), place / "fmode")
         self.block_size = params.get("block-size", DEFAULT_BLOCK_SIZE)
-        self.staging: str | None = None
+        self.fd = -1  # ROOT, from open() to close()
+        self.staging: str | None = None  # names relative to ROOT
         self.staging_fd = -1
         self.prefix: str | None = None
         self.committed: str | None = None
-        self.dirs: list[str] = []
+        self.dirs: list[str] = []  # relative to the staging directory
 
     def describe(self) -> str:
         return self.root
 
+    def location(self) -> tuple[str, ...]:
+        return ("localfs", *(p for p in self.root.split("/") if p))
+
+    def _path(self, *names: str) -> str:
+        """A path for messages only: nothing is opened by path."""
+        return os.path.join(self.root, *names)
+
     # -- the root -------------------------------------------------------------
 
     def open(self) -> None:
-        try:
-            st = os.stat(self.root)
-        except FileNotFoundError:
-            parent = os.path.dirname(self.root)
-            if not os.path.isdir(parent):
-                raise BackendError(
-                    f"backup root {self.root}: its parent directory {parent} does not exist"
-                ) from None
-            try:
-                os.mkdir(self.root, self.dmode)
-                os.chmod(self.root, self.dmode)
-            except OSError as e:
-                raise _fail("cannot create backup root", self.root, e) from None
-            return
-        except OSError as e:
-            raise _fail("cannot use backup root", self.root, e) from None
-        if not stat.S_ISDIR(st.st_mode):
-            raise BackendError(f"backup root {self.root} is not a directory")
+        self.fd = open_root(self.root, self.dmode, strict=self.strict)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def list_copies(self) -> list[CopyInfo]:
         copies = []
         try:
-            entries = list(os.scandir(self.root))
+            with os.scandir(self.fd) as it:
+                entries = [e.name for e in it if e.is_dir(follow_symlinks=False)]
         except OSError as e:
             raise _fail("cannot list backup root", self.root, e) from None
-        for entry in entries:
-            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+        for name in entries:
+            if name.startswith("."):
                 continue
-            manifest = self._read_manifest(entry.path)
-            if manifest is None:
-                copies.append(CopyInfo(entry.name, False, 0))
-            else:
-                copies.append(
-                    CopyInfo(
-                        entry.name,
-                        True,
-                        int(manifest.get("size", 0)),
-                        len(manifest["objects"]),
-                        manifest,
-                    )
+            try:
+                fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=self.fd)
+            except OSError:
+                continue  # gone, or no longer a directory
+            try:
+                files = _measure(fd, "")
+            except OSError:
+                files = None
+            finally:
+                os.close(fd)
+            complete = files is None or MANIFEST_NAME in files
+            if files is not None:
+                files = {p: n for p, n in files.items() if p not in (MANIFEST_NAME, SUMS_NAME)}
+            copies.append(
+                CopyInfo(
+                    name,
+                    complete,
+                    sum(files.values()) if files else 0,
+                    None if files is None else len(files),
+                    files,
                 )
+            )
         return copies
-
-    @staticmethod
-    def _read_manifest(copy_dir: str):
-        try:
-            with open(os.path.join(copy_dir, MANIFEST_NAME), "rb") as f:
-                return parse_manifest(f.read())
-        except OSError:
-            return None
 
     def clean_leftovers(self) -> list[str]:
         removed = []
         try:
-            names = os.listdir(self.root)
+            names = os.listdir(self.fd)
         except OSError as e:
             raise _fail("cannot list backup root", self.root, e) from None
         for name in names:
             if not name.startswith(STAGING):
                 continue
-            path = os.path.join(self.root, name)
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=self.fd)
             except OSError:
                 continue
             try:
@@ -220,49 +233,47 @@ class LocalFsBackend(Backend):
                 os.close(fd)
                 continue
             try:
-                self._rmtree(path)
-                removed.append(f"leftover {path}")
+                self._rmtree(name)
+                removed.append(f"leftover {self._path(name)}")
             finally:
                 os.close(fd)
         if removed:
-            self._sync_dir(self.root)
+            os.fsync(self.fd)
         return removed
 
     # -- making a copy ---------------------------------------------------------
 
     def begin(self, prefix: str) -> None:
-        final = os.path.join(self.root, prefix)
-        if os.path.lexists(final):
-            raise PrefixExists(f"{final} exists")
-        staging = os.path.join(self.root, f"{STAGING}{prefix}.{secrets.token_hex(4)}")
+        if self._exists(prefix):
+            raise PrefixExists(f"{self._path(prefix)} exists")
+        staging = f"{STAGING}{prefix}.{secrets.token_hex(4)}"
         try:
-            os.mkdir(staging, self.dmode)
-            os.chmod(staging, self.dmode)
-            self.staging_fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            os.mkdir(staging, self.dmode, dir_fd=self.fd)
+            self.staging_fd = os.open(staging, _DIR | os.O_NOFOLLOW, dir_fd=self.fd)
+            os.fchmod(self.staging_fd, self.dmode)
             fcntl.flock(self.staging_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             raise _fail("cannot create a copy in", self.root, e) from None
         self.staging, self.prefix, self.committed = staging, prefix, None
-        self.dirs = [staging]
+        self.dirs = []
 
     def sink(self, path: str, alloc_size: int | None) -> Sink:
         assert self.staging is not None
         parts = path.split("/")
-        here = self.staging
-        for part in parts[:-1]:
-            here = os.path.join(here, part)
+        for i in range(1, len(parts)):
+            here = "/".join(parts[:i])
             try:
-                os.mkdir(here, self.dmode)
-                os.chmod(here, self.dmode)
+                os.mkdir(here, self.dmode, dir_fd=self.staging_fd)
+                os.chmod(here, self.dmode, dir_fd=self.staging_fd)
                 self.dirs.append(here)
             except FileExistsError:
                 pass
             except OSError as e:
-                raise _fail("cannot create directory", here, e) from None
-        target = os.path.join(here, parts[-1])
+                raise _fail("cannot create directory", self._path(self.staging, here), e) from None
+        target = self._path(self.staging, path)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(target, flags, self.fmode)
+            fd = os.open(path, flags, self.fmode, dir_fd=self.staging_fd)
             os.fchmod(fd, self.fmode)
         except OSError as e:
             raise _fail("cannot create", target, e) from None
@@ -277,26 +288,27 @@ class LocalFsBackend(Backend):
 
     def commit(self) -> None:
         assert self.staging is not None and self.prefix is not None
-        final = os.path.join(self.root, self.prefix)
+        final = self._path(self.prefix)
         try:
             for d in reversed(self.dirs):
-                self._sync_dir(d)
-            if os.path.lexists(final):
+                self._sync_dir(d, self.staging_fd)
+            os.fsync(self.staging_fd)
+            if self._exists(self.prefix):
                 raise PrefixExists(f"{final} appeared while the copy was made")
-            os.rename(self.staging, final)
-            self.committed = final
-            self._sync_dir(self.root)
+            os.rename(self.staging, self.prefix, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            self.committed = self.prefix
+            os.fsync(self.fd)
         except OSError as e:
             raise _fail("cannot commit copy", final, e) from None
         self._release()
 
     def rollback(self) -> None:
-        for path in (self.committed, self.staging):
-            if path and os.path.lexists(path):
-                self._rmtree(path)
+        for name in (self.committed, self.staging):
+            if name and self._exists(name):
+                self._rmtree(name)
         self._release()
         try:
-            self._sync_dir(self.root)
+            os.fsync(self.fd)
         except OSError:
             pass
 
@@ -315,17 +327,16 @@ class LocalFsBackend(Backend):
         renamed: list[tuple[str, str]] = []
         failure = None
         for prefix in prefixes:
-            path = os.path.join(self.root, prefix)
-            doomed = os.path.join(self.root, f"{STAGING}{prefix}.{secrets.token_hex(4)}")
+            doomed = f"{STAGING}{prefix}.{secrets.token_hex(4)}"
             try:
-                os.rename(path, doomed)
+                os.rename(prefix, doomed, src_dir_fd=self.fd, dst_dir_fd=self.fd)
             except OSError as e:
-                failure = _fail("cannot delete copy", path, e)
+                failure = _fail("cannot delete copy", self._path(prefix), e)
                 break
             renamed.append((prefix, doomed))
         if renamed:
             try:
-                self._sync_dir(self.root)
+                os.fsync(self.fd)
             except OSError as e:
                 raise _fail("cannot delete copies in", self.root, e) from None
         for prefix, doomed in renamed:
@@ -335,23 +346,63 @@ class LocalFsBackend(Backend):
             raise failure
 
     def open_object(self, prefix: str, path: str):
-        full = os.path.join(self.root, prefix, *path.split("/"))
-        return open(full, "rb", buffering=self.block_size)
+        """The object, reached from ROOT's descriptor without following any
+        symlink."""
+        names = [prefix, *path.split("/")]
+        fd = os.open(names[0], _DIR | os.O_NOFOLLOW, dir_fd=self.fd)
+        try:
+            for name in names[1:-1]:
+                fd, parent = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=fd), fd
+                os.close(parent)
+            file_fd = os.open(names[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        finally:
+            os.close(fd)
+        return open(file_fd, "rb", buffering=self.block_size)
 
     # -- helpers --------------------------------------------------------------------
 
-    def _rmtree(self, path: str) -> None:
+    def _exists(self, name: str) -> bool:
+        try:
+            os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _rmtree(self, name: str) -> None:
+        """Remove ``ROOT/name`` through descriptors (no path is followed)."""
+
         def onerror(func, p, exc_info):
             e = exc_info[1]
             if not isinstance(e, FileNotFoundError):
-                raise _fail("cannot remove", p, e)
+                raise _fail("cannot remove", self._path(p), e)
 
-        shutil.rmtree(path, onerror=onerror)
+        shutil.rmtree(name, onerror=onerror, dir_fd=self.fd)
 
     @staticmethod
-    def _sync_dir(path: str) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    def _sync_dir(name: str, dir_fd: int) -> None:
+        fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=dir_fd)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _measure(dir_fd: int, base: str) -> dict[str, int]:
+    """The size of every regular file under the directory ``dir_fd``, by
+    ``/``-separated path; symlinks and other special files are not counted."""
+    files = {}
+    with os.scandir(dir_fd) as it:
+        entries = list(it)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            fd = os.open(entry.name, _DIR | os.O_NOFOLLOW, dir_fd=dir_fd)
+            try:
+                files.update(_measure(fd, f"{base}{entry.name}/"))
+            finally:
+                os.close(fd)
+        elif entry.is_file(follow_symlinks=False):
+            files[base + entry.name] = entry.stat(follow_symlinks=False).st_size
+    return files

@@ -52,8 +52,7 @@ class _Prefix:
     """What one listing of ROOT found under one PREFIX."""
 
     keys: list[str] = field(default_factory=list)
-    size: int = 0  # backup objects only
-    objects: int = 0
+    files: dict[str, int] = field(default_factory=dict)  # backup objects' sizes by PATH
     manifest: bool = False
     marker: bool = False
     finished: datetime | None = None  # when the manifest was stored
@@ -86,6 +85,10 @@ class S3Backend(Backend):
         if self.settings.endpoint_url:
             where += f" at {self.settings.endpoint_url}"
         return where
+
+    def location(self) -> tuple[str, ...]:
+        root = [p for p in self.settings.root.split("/") if p]
+        return ("aws-s3", self.settings.endpoint_url or "", self.bucket, *root)
 
     def _url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -142,14 +145,20 @@ class S3Backend(Backend):
                     elif path == MARKER_NAME:
                         entry.marker = True
                     elif path != SUMS_NAME:
-                        entry.size += obj["Size"]
-                        entry.objects += 1
+                        entry.files[path] = obj["Size"]
         return found
 
     def list_copies(self) -> list[CopyInfo]:
         self._listed = self._scan()
         return [
-            CopyInfo(prefix, entry.manifest, entry.size, entry.objects, finished=entry.finished)
+            CopyInfo(
+                prefix,
+                entry.manifest,
+                sum(entry.files.values()),
+                len(entry.files),
+                dict(entry.files),
+                finished=entry.finished,
+            )
             for prefix, entry in self._listed.items()
             if entry.manifest or entry.marker
         ]

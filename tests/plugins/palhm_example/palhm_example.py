@@ -19,7 +19,7 @@ import shutil
 from datetime import datetime, timezone
 
 from palhm_core import Backend, BackendError, CopyInfo, PrefixExists, Sink, TaskError, hookimpl
-from palhm_core.manifest import MANIFEST_NAME
+from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
 from palhm_core.task import Task
 
 PARTIAL = ".partial"
@@ -93,16 +93,20 @@ class ExampleDirBackend(Backend):
             shutil.rmtree(self._staging(), ignore_errors=True)
 
     def list_copies(self) -> list[CopyInfo]:
+        # What the storage holds, measured: the core reads the manifests.
         copies = []
         for name in os.listdir(self.dir):
             top = os.path.join(self.dir, name)
-            if name.startswith(".") or not os.path.isdir(top):
+            if name.startswith(".") or os.path.islink(top) or not os.path.isdir(top):
                 continue
-            size = sum(
-                os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(top) for f in files
-            )
-            complete = os.path.exists(os.path.join(top, MANIFEST_NAME))
-            copies.append(CopyInfo(name, complete, size))
+            files = {
+                os.path.relpath(os.path.join(d, f), top): os.lstat(os.path.join(d, f)).st_size
+                for d, _, names in os.walk(top)
+                for f in names
+            }
+            complete = files.pop(MANIFEST_NAME, None) is not None
+            files.pop(SUMS_NAME, None)
+            copies.append(CopyInfo(name, complete, sum(files.values()), len(files), files))
         return copies
 
     def delete_copy(self, prefix: str) -> None:
