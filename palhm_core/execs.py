@@ -107,15 +107,17 @@ class Exec:
         )
 
 
-def _os_string(text: str, place: Place, what: str) -> None:
+def _os_string(text: str, place: Place, what: str, shown: bool = True) -> None:
     """``text`` can be given to the OS: no NUL, and encodable (a lone
-    surrogate from a ``\\ud800`` escape is not)."""
+    surrogate from a ``\\ud800`` escape is not). ``shown=False``: the error
+    does not quote it (a variable's value may be a secret)."""
+    what = f"{what} {text!r}" if shown else what
     try:
         raw = os.fsencode(text)
     except UnicodeEncodeError:
-        raise place.error(f"{what} {text!r} is not valid unicode") from None
+        raise place.error(f"{what} is not valid unicode") from None
     if b"\0" in raw:
-        raise place.error(f"{what} {text!r} contains a NUL character")
+        raise place.error(f"{what} contains a NUL character")
 
 
 def check_argv(argv, place: Place) -> list[str]:
@@ -129,7 +131,7 @@ def check_env(env: dict, place: Place) -> dict[str, str]:
         _os_string(name, place / name, "variable name")
         if "=" in name or not name:
             raise (place / name).error(f"bad variable name {name!r}")
-        _os_string(value, place / name, "value")
+        _os_string(value, place / name, "the value", shown=False)
     return dict(env)
 
 

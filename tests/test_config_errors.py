@@ -194,7 +194,8 @@ def test_good_config_quiet_check_prints_nothing():
 
 
 def test_good_jsonc_values_are_read_exactly():
-    shown = json.loads(run_palhm("config", config=GOOD / "jsonc-syntax.jsonc").stdout)
+    shown = run_palhm("config", "show", "--show-secrets", config=GOOD / "jsonc-syntax.jsonc")
+    shown = json.loads(shown.stdout)
     assert shown["execs"][0]["argv"] == [
         "/bin/echo",
         'say "hi"',

@@ -80,7 +80,7 @@ def test_backup_report_and_metrics(tmp_path):
     assert doc["total-bytes"] >= total  # the manifest and SHA256SUMS count too
 
     assert sorted(os.listdir(prom_dir)) == ["palhm_b.prom"]  # no temporary file left
-    assert os.stat(prom_dir / "palhm_b.prom").st_mode & 0o777 == 0o644
+    assert os.stat(prom_dir / "palhm_b.prom").st_mode & 0o777 == 0o600
     text = (prom_dir / "palhm_b.prom").read_text()
     assert "# TYPE palhm_last_success_timestamp_seconds gauge" in text
     m = metrics(prom_dir / "palhm_b.prom")
@@ -152,12 +152,12 @@ def test_routine_report_has_one_entry_per_backup(tmp_path):
 
 
 def test_no_report_from_a_run_that_found_the_lock_taken(tmp_path):
-    from palhm_core.lock import RunLock
+    from palhm_core.lock import RunLocks
 
     task = backup_task("b", objects=objects()[:1], root=str(tmp_path / "root"))
     config = write_config(tmp_path, {"tasks": [task]})
-    held = RunLock(str(config), "b", str(tmp_path / "locks"))
-    assert held.try_acquire()
+    held = RunLocks(str(config), ["b"], str(tmp_path / "locks"))
+    held.acquire()
     try:
         report = tmp_path / "report.json"
         result = palhm(

@@ -14,6 +14,7 @@ from typing import Any
 
 from palhm_core.config.place import format_path
 from palhm_core.config.values import DECIMAL_TYPES
+from palhm_core.redact import is_secret_name
 
 SCHEMA_ID = "https://palhm.invalid/schema/config.json"
 #: The prefix generator of a ``prefix`` object without ``type``.
@@ -361,6 +362,12 @@ def _describe(err, file: str) -> list[tuple[tuple, str]]:
     def at(where: tuple, problem: str) -> tuple[tuple, str]:
         return where, f"{file}: {format_path(where) or '(top level)'}: {problem}"
 
+    # The value of an env variable or a secret key is never echoed: its type is.
+    secret = any(p == "env" or (isinstance(p, str) and is_secret_name(p)) for p in parts)
+
+    def show(value: Any) -> str:
+        return _kind(value) if secret else _show(value)
+
     if err.validator == "required":
         missing = [k for k in err.validator_value if k not in err.instance]
         return [at((*parts, k), "required") for k in missing]
@@ -372,21 +379,36 @@ def _describe(err, file: str) -> list[tuple[tuple, str]]:
     value = err.validator_value
     if err.validator == "type":
         expected = " or ".join(value) if isinstance(value, list) else value
-        problem = f"expected {expected}, got {_show(err.instance)}"
+        problem = f"expected {expected}, got {show(err.instance)}"
     elif err.validator in ("const", "enum"):
         choices = [value] if err.validator == "const" else value
-        problem = f"{_show(err.instance)} is not one of: {', '.join(map(str, choices))}"
+        problem = f"{show(err.instance)} is not one of: {', '.join(map(str, choices))}"
     elif err.validator == "pattern":
-        problem = f"{_show(err.instance)} is not allowed: {err.schema.get('description', value)}"
+        problem = f"{show(err.instance)} is not allowed: {err.schema.get('description', value)}"
     elif err.validator == "minItems":
         problem = "must not be empty" if value == 1 else f"needs at least {value} items"
     elif err.validator == "minimum":
-        problem = f"must be at least {value}, got {_show(err.instance)}"
+        problem = f"must be at least {value}, got {show(err.instance)}"
     elif err.validator == "maximum":
-        problem = f"must be at most {value}, got {_show(err.instance)}"
+        problem = f"must be at most {value}, got {show(err.instance)}"
+    elif secret:
+        problem = f"the value does not pass the {err.validator!r} check"
     else:
         problem = err.message.replace("\n", " ")
     return [at(parts, problem)]
+
+
+def _kind(value: Any) -> str:
+    """What a value is, without showing it: ``a number``, ``a string``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def _show(value: Any) -> str:
