@@ -37,6 +37,8 @@ def make_client(settings: Settings, errors: S3Errors, pool_size: int, where: str
     options: dict[str, Any] = {
         "retries": {"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
         "max_pool_connections": pool_size,
+        "connect_timeout": settings.connect_timeout,
+        "read_timeout": settings.read_timeout,
         "s3": s3_options,
     }
     if settings.checksum == "SHA256":

@@ -20,6 +20,8 @@ CHECKSUMS = ["SHA256", "CRC32", "CRC32C", "SHA1", "none"]
 SSE_MODES = ["AES256", "aws:kms", "aws:kms:dsse"]
 RETRY_MODES = ["standard", "adaptive", "legacy"]
 ADDRESSING_STYLES = ["auto", "virtual", "path"]
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
 
 SCHEMA = {
     "properties": {
@@ -127,6 +129,22 @@ SCHEMA = {
             "maximum": 50,
             "description": "Attempts per request, the first included. Default 5.",
         },
+        "connect-timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 3600,
+            "description": "Seconds to wait for a connection to the server, per attempt. "
+            f"Default {DEFAULT_CONNECT_TIMEOUT:g}.",
+        },
+        "read-timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 3600,
+            "description": "Seconds a request may wait for the server to take or send a byte, "
+            "per attempt: a server that stops answering fails a request after about "
+            "max-attempts × (connect-timeout + read-timeout) seconds. Default "
+            f"{DEFAULT_READ_TIMEOUT:g}.",
+        },
     },
     "required": ["bucket", "root"],
 }
@@ -152,6 +170,8 @@ class Settings:
     checksum: str | None = "SHA256"
     retry_mode: str = "standard"
     max_attempts: int = 5
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
 
     @classmethod
     def parse(cls, params: dict, place) -> Settings:
@@ -182,6 +202,8 @@ class Settings:
             checksum=None if checksum == "none" else checksum,
             retry_mode=params.get("retry-mode", "standard"),
             max_attempts=params.get("max-attempts", 5),
+            connect_timeout=params.get("connect-timeout", DEFAULT_CONNECT_TIMEOUT),
+            read_timeout=params.get("read-timeout", DEFAULT_READ_TIMEOUT),
         )
 
     def sse_args(self) -> dict[str, str]:

@@ -7,23 +7,28 @@ sent as a part by a small thread pool while the next one fills; at most
 × part size`` whatever the object's size, allocated when the multipart upload
 starts. Part sizes follow a :class:`~palhm_s3.schedule.PartSchedule`. Buffers
 are reused, never copied: a part's body is its buffer.
+
+The part threads are PALHM helper threads (daemons, stop signals blocked), and
+every wait for them is polled: a run that is stopping leaves behind a part
+stuck on a server that stopped answering, instead of waiting for it.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from palhm_core import BackendError, Sink
+from palhm_core.signals import start_helper_thread
 from palhm_s3.errors import S3Errors
 from palhm_s3.schedule import MAX_PARTS, PartSchedule
 
 log = logging.getLogger("palhm")
 
-#: How long a blocked write() waits for a free slot before looking for errors.
+#: How long a wait for a part thread lasts before looking for errors.
 _POLL = 0.5
 
 
@@ -83,8 +88,8 @@ class UploadSink(Sink):
         self._free: list[bytearray] = []
         self._slots = threading.Semaphore(max_concurrency)
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
-        self._futures: list[Future] = []
+        #: Parts for the part threads to send; None ends a thread.
+        self._jobs: queue.SimpleQueue | None = None
         self._error: BaseException | None = None
         self._finished = False
 
@@ -187,9 +192,9 @@ class UploadSink(Sink):
         # it is the same from one run to the next.
         with self._lock:
             self._free = [bytearray(self.schedule.size(2)) for _ in range(self.max_concurrency)]
-        self._pool = ThreadPoolExecutor(
-            max_workers=self.max_concurrency, thread_name_prefix="palhm-s3-part"
-        )
+        self._jobs = queue.SimpleQueue()
+        for n in range(self.max_concurrency):
+            start_helper_thread(self._part_thread, f"palhm-s3-part-{n}")
 
     def _send_part(self, buf: bytearray, length: int) -> None:
         if self._number >= MAX_PARTS:
@@ -206,20 +211,22 @@ class UploadSink(Sink):
         self._number += 1
         number = self._number
         log.debug("%s: part %d, %d bytes", self.where, number, length)
-        assert self._pool is not None
-        try:
-            fut = self._pool.submit(self._upload_part, number, buf, length)
-        except BaseException:
-            self._slots.release()
-            raise
-        self._futures.append(fut)
+        assert self._jobs is not None
+        self._jobs.put((number, buf, length))
 
     def _raise_failure_releasing(self) -> None:
         if self._error is not None:
             self._slots.release()
             raise self._error
 
+    def _part_thread(self) -> None:
+        jobs = self._jobs
+        assert jobs is not None
+        while (job := jobs.get()) is not None:  # idle until the next part or the end
+            self._upload_part(*job)
+
     def _upload_part(self, number: int, buf: bytearray, length: int) -> None:
+        """Send one part; a failure is kept as the sink's error."""
         body = part_body(buf, length)
         try:
             if self._error is not None:
@@ -243,29 +250,29 @@ class UploadSink(Sink):
                     part[f"Checksum{self.checksum}"] = value
             with self._lock:
                 self._parts[number] = part
-        except BaseException as e:
+        except BaseException as e:  # noqa: BLE001 - raised by the writing thread
             if not isinstance(e, BackendError):  # an answer botocore did not check
                 e = BackendError(f"cannot upload part {number} of {self.where}: {e!r}")
             if self._error is None:
                 self._error = e
-            raise e from None
         finally:
             self._give_back(buf)
             self._slots.release()
 
     def _wait_all(self) -> None:
-        for fut in self._futures:
-            try:
-                fut.result()
-            except BaseException as e:  # noqa: BLE001 - kept as the sink's error
-                if self._error is None:
-                    self._error = e
-        self._futures = []
+        """Wait until no part is in flight: every slot is free. Each part's
+        requests are bounded by the client's timeouts and attempts."""
+        taken = 0
+        while taken < self.max_concurrency:
+            taken += self._slots.acquire(timeout=_POLL)
+        for _ in range(taken):
+            self._slots.release()
 
     def _release(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._jobs is not None:
+            for _ in range(self.max_concurrency):
+                self._jobs.put(None)
+            self._jobs = None
         with self._lock:
             self._free.clear()
         self._buf = None

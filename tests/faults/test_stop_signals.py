@@ -1,0 +1,213 @@
+"""A stop signal ends a run within PALHM's stop bound (10 s) whatever it is
+waiting on, and leaves nothing that looks whole but is not.
+
+- SIGTERM during an upload to an S3 server that was stopped (SIGSTOP, so that
+  it accepts connections and never answers): PALHM exits 143 within the bound,
+  says it left the copy for the next run, and no process it started is left;
+  once the server runs again, the next run removes the leftovers.
+- SIGTERM during a rotation (its first request held back by a proxy, then let
+  through at once, or never while PALHM runs): PALHM exits 143 within the
+  bound; every complete copy still verifies (no complete copy with missing
+  objects), and the next run finishes the rotation.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from conftest import inline
+from palhm_s3.backend import JOURNAL_NAME, MARKER_NAME
+from s3.conftest import SERVER, start_server
+from s3.flaky_proxy import FlakyProxy
+
+from palhm_core.signals import STOP_BOUND
+
+from .conftest import wait_answering
+from .test_s3_server_dies import BASE, MiB, config, state
+from .util import (
+    FIGURES,
+    GEN,
+    MANIFEST,
+    PY,
+    TOKEN_VAR,
+    FaultBucket,
+    count_tracebacks,
+    error_lines,
+    new_token,
+    palhm,
+    start_palhm,
+    wait_no_survivors,
+)
+
+#: A guard against hanging forever, not a measure of speed.
+GUARD = 120.0
+SMALL = [
+    {"path": "etc", "pipeline": [inline("seq", "1", "10000")]},
+    {"path": "host", "pipeline": [inline("uname", "-a")]},
+]
+
+
+def wait_until(predicate, what: str, proc=None, timeout: float = GUARD):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc is None or proc.poll() is None, f"palhm exited before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def stop_and_time(proc) -> float:
+    """SIGTERM ``proc``; the seconds until it exited."""
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=GUARD)
+    return time.monotonic() - started
+
+
+def prefixes(bucket: FaultBucket) -> dict[str, set[str]]:
+    """PREFIX -> the names under it, of every copy PALHM made or began."""
+    found: dict[str, set[str]] = {}
+    for key in bucket.keys(f"{BASE}/"):
+        prefix, sep, name = key[len(BASE) + 1 :].partition("/")
+        if sep:
+            found.setdefault(prefix, set()).add(name)
+    return found
+
+
+@pytest.fixture
+def own_server(request, tmp_path):
+    """An S3 server of this test's own, since the test stops it."""
+    request.getfixturevalue("s3_env")
+    server = start_server(SERVER, tmp_path / "server")
+    try:
+        wait_answering(server)
+        yield server
+    finally:
+        if server.proc.poll() is None:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        server.stop()
+
+
+def test_sigterm_while_the_s3_server_stopped_answering(tmp_path, own_server):
+    bucket = FaultBucket(own_server, "palhm-stopped").create()
+    good = config(tmp_path, bucket, SMALL, "good.jsonc")
+    assert palhm("run", "backup", config=good).returncode == 0
+    good_state = state(bucket)
+
+    big = [*SMALL, {"path": "db/dump", "pipeline": [inline(PY, GEN, str(40 * MiB), "8")]}]
+    conf = config(tmp_path, bucket, big, "big.jsonc")
+    token = new_token()
+    err = tmp_path / "stopped.stderr"
+    with open(err, "wb") as f:
+        proc = start_palhm("run", "backup", config=conf, env={TOKEN_VAR: token}, stderr=f)
+    try:
+        wait_until(lambda: bucket.uploads(f"{BASE}/"), "a multipart upload", proc)
+        os.kill(own_server.proc.pid, signal.SIGSTOP)
+        took = stop_and_time(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.kill(own_server.proc.pid, signal.SIGCONT)
+    FIGURES.trials += 1
+    FIGURES.palhm_runs += 1
+    FIGURES.notes.append(f"SIGTERM with the S3 server stopped (SIGSTOP): exit in {took:.1f} s")
+    stderr = err.read_text(errors="replace")
+    assert not count_tracebacks(stderr), stderr
+    assert proc.returncode == 143, stderr
+    assert took < STOP_BOUND, stderr
+    lines = error_lines(stderr)
+    assert lines[-1] == "palhm: stopped by SIGTERM", stderr
+    assert any("left incomplete, the next run removes it" in ln for ln in lines[:-1]), stderr
+    assert wait_no_survivors(token) == []
+
+    wait_answering(own_server)
+    left = state(bucket)
+    leftovers = sorted(set(left[0]) - set(good_state[0])) + [k for k, _ in left[1]]
+    assert leftovers, "the stopped run left its marker and its upload"
+    again = palhm("run", "backup", config=good)
+    assert again.returncode == 0, again.stderr
+    objects, uploads = state(bucket)
+    assert uploads == []
+    for key, value in good_state[0].items():
+        assert objects.get(key) == value, key
+    copies = prefixes(bucket)
+    assert len(copies) == 2, copies
+    for names in copies.values():
+        assert MANIFEST in names and MARKER_NAME not in names
+    FIGURES.leftovers_cleaned += len(leftovers)
+
+
+class Gate:
+    """Holds the rotation's first request (the PUT of its journal) until
+    opened, so that a signal lands while PALHM waits on it."""
+
+    def __init__(self):
+        self.reached = threading.Event()
+        self.opened = threading.Event()
+
+    def __call__(self, method: str, path: str) -> None:
+        if method == "PUT" and JOURNAL_NAME in path:
+            self.reached.set()
+            self.opened.wait(GUARD)
+        return None
+
+
+@pytest.mark.parametrize("release", ["at-once", "never"])
+def test_sigterm_during_rotation(tmp_path, fault_bucket, release):
+    bucket = fault_bucket
+    keep = config(tmp_path, bucket, SMALL, "keep.jsonc")
+    for _ in range(3):
+        assert palhm("run", "backup", config=keep).returncode == 0
+    old = sorted(prefixes(bucket))
+    gate = Gate()
+    with FlakyProxy(bucket.endpoint, fails=gate) as proxy:
+        doc = config(tmp_path, bucket, SMALL, "limit.jsonc").read_text()
+        limited = config(tmp_path, bucket, SMALL, "limit.jsonc")
+        text = doc.replace(bucket.endpoint, proxy.endpoint).replace(
+            '"max-attempts": 3', '"max-attempts": 3, "nb-copy-limit": 1'
+        )
+        limited.write_text(text)
+        err = tmp_path / "rotation.stderr"
+        with open(err, "wb") as f:
+            proc = start_palhm("run", "backup", config=limited, stderr=f)
+        try:
+            wait_until(gate.reached.is_set, "the rotation", proc)
+            if release == "at-once":
+                gate.opened.set()
+            took = stop_and_time(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            gate.opened.set()
+        # The journal's PUT, let through now, lands before anything is checked.
+        wait_until(
+            lambda: f"{BASE}/{JOURNAL_NAME}" in bucket.keys(f"{BASE}/") or release == "at-once",
+            "the journal",
+        )
+    FIGURES.trials += 1
+    FIGURES.palhm_runs += 1
+    stderr = err.read_text(errors="replace")
+    assert not count_tracebacks(stderr), stderr
+    assert proc.returncode == 143, stderr
+    assert took < STOP_BOUND, stderr
+    assert error_lines(stderr)[-1] == "palhm: stopped by SIGTERM", stderr
+
+    # No complete copy misses an object: every one verifies, the new one too.
+    copies = prefixes(bucket)
+    complete = sorted(p for p, names in copies.items() if MANIFEST in names)
+    new = [p for p in complete if p not in old]
+    assert len(new) == 1, copies
+    verify = palhm("backups", "verify", "backup", "--all", config=keep)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    if release == "never":
+        assert complete == sorted([*old, *new])  # nothing was deleted
+
+    limited.write_text(text.replace(proxy.endpoint, bucket.endpoint))
+    again = palhm("run", "backup", config=limited)
+    assert again.returncode == 0, again.stderr
+    copies = prefixes(bucket)
+    assert len(copies) == 1 and all(MANIFEST in n for n in copies.values()), copies
+    assert f"{BASE}/{JOURNAL_NAME}" not in bucket.keys(f"{BASE}/")
