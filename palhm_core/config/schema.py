@@ -15,6 +15,7 @@ from typing import Any
 from palhm_core.config.place import format_path
 from palhm_core.config.values import DECIMAL_TYPES
 from palhm_core.redact import is_secret_name
+from palhm_core.task import TIMEOUT_SCHEMA
 
 SCHEMA_ID = "https://palhm.invalid/schema/config.json"
 #: The prefix generator of a ``prefix`` object without ``type``.
@@ -39,11 +40,15 @@ EXEC_KEYS = {
     },
     "vl-stderr": {
         "type": "integer",
+        "minimum": -100,
+        "maximum": 100,
         "description": "The process's stderr goes to PALHM's stderr when the verbosity is at "
         "least this, else it is discarded. Default 1.",
     },
     "vl-stdout": {
         "type": "integer",
+        "minimum": -100,
+        "maximum": 100,
         "description": "The same for stdout, where stdout is not part of a pipeline. Default 3.",
     },
     "timeout": {
@@ -228,6 +233,7 @@ def build_schema(plugins) -> dict[str, Any]:
         props = {
             "id": {"type": "string", "description": "The task's name, as `palhm run` takes it."},
             "type": {"const": name, "description": "The task type."},
+            "timeout": TIMEOUT_SCHEMA,
             **cls.schema.get("properties", {}),
         }
         defs[f"task.{name}"] = _object(
@@ -275,11 +281,15 @@ def build_schema(plugins) -> dict[str, Any]:
             },
             "nb-workers": {
                 "type": "integer",
+                "minimum": -1024,
+                "maximum": 1024,
                 "description": "Backup objects built at once: 0 = the CPUs this process may use, "
-                "negative = Python's default, positive = that many. Default 0.",
+                "negative = Python's default, positive = that many (at most 1024). Default 0.",
             },
             "vl": {
                 "type": "integer",
+                "minimum": -100,
+                "maximum": 100,
                 "description": "Verbosity: 0 critical, 1 error, 2 warning, 3 info (default), "
                 "4 and more debug.",
             },

@@ -8,11 +8,12 @@ the copy back; older copies are never touched by a failed run.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
+from functools import partial
 
 from palhm_core.backend import Backend, PrefixExists
 from palhm_core.config.values import parse_limit
+from palhm_core.copies import judge_copies, warnings
 from palhm_core.errors import BackendError, TaskError
 from palhm_core.hookspecs import hookimpl
 from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME, make_manifest, manifest_bytes, sums_bytes
@@ -84,6 +85,7 @@ class BackupTask(Task):
                         "alloc-size": {
                             "type": "integer",
                             "minimum": 0,
+                            "maximum": 2**63 - 1,
                             "description": "Expected size in bytes: localfs preallocates it, "
                             "aws-s3 picks its first part size from it.",
                         },
@@ -156,14 +158,16 @@ class BackupTask(Task):
             null_cls = ctx.plugins.lookup("backend", "null", self.place / "backend")
             backend = null_cls({}, self.place / "backend-param")
         ctx.signals.check()
-        backend.open()
+        # Every call that may wait on the storage goes through signals.call,
+        # so that a stop is not held up by a server that stopped answering.
+        ctx.signals.call(backend.open, "opening the backend")
         try:
             return self._run(backend, ctx)
         finally:
             backend.close()
 
     def _run(self, backend: Backend, ctx: RunContext):
-        for what in backend.clean_leftovers():
+        for what in ctx.signals.call(backend.clean_leftovers, "the leftover scan"):
             ctx.log.info("%s: removed %s", self.id, what)
         started = datetime.now(timezone.utc)
         prefix = self._begin(backend, started, ctx)
@@ -194,23 +198,17 @@ class BackupTask(Task):
                 finished=finished.isoformat(),
                 objects=entries,
             )
-            self._write(backend, SUMS_NAME, sums_bytes(entries))
-            self._write(backend, MANIFEST_NAME, manifest_bytes(manifest))
+            ctx.signals.call(
+                lambda: self._write(backend, SUMS_NAME, sums_bytes(entries)), "writing SHA256SUMS"
+            )
+            ctx.signals.call(
+                lambda: self._write(backend, MANIFEST_NAME, manifest_bytes(manifest)),
+                "writing the manifest",
+            )
             ctx.signals.check()
-            backend.commit()
+            ctx.signals.call(backend.commit, "the commit")
         except BaseException:
-            ctx.log.info("%s: rolling back copy %s", self.id, prefix)
-            try:
-                backend.rollback()
-            except Exception as e:
-                # Secondary to the error being raised (and often the same cause,
-                # such as an unreachable server): the next run removes the rest.
-                ctx.log.warning(
-                    "%s: copy %s is left incomplete, the next run removes it: %s",
-                    self.id,
-                    prefix,
-                    e,
-                )
+            self._roll_back(backend, prefix, ctx)
             raise
         finally:
             ctx.options["progress"].remove(progress)
@@ -218,13 +216,21 @@ class BackupTask(Task):
             "palhm_copy_committed", task=self, backend=backend, prefix=prefix, manifest=manifest
         )
         ctx.log.info("%s: copy %s complete", self.id, prefix)
-        rotated = rotate(
-            backend,
-            keep=prefix,
-            nb_copy_limit=self.nb_copy_limit,
-            root_size_limit=self.root_size_limit,
-            on_delete=lambda c: self._rotated(backend, c, ctx),
+        copies = ctx.signals.call(lambda: judge_copies(backend, self.id), "listing the copies")
+        for line in warnings(copies):
+            ctx.log.warning("%s: %s", self.id, line)
+        rotated = ctx.signals.call(
+            lambda: rotate(
+                backend,
+                copies,
+                keep=prefix,
+                nb_copy_limit=self.nb_copy_limit,
+                root_size_limit=self.root_size_limit,
+                on_delete=lambda c: self._rotated(backend, c, ctx),
+            ),
+            "the rotation",
         )
+        ctx.signals.check()  # the copy stays: it is complete
         return {
             "task": self.id,
             "backend": backend.describe(),
@@ -244,11 +250,37 @@ class BackupTask(Task):
             ],
             "total-bytes": manifest["size"],
             "rotated": [c.prefix for c in rotated],
+            "future-copies": [c.prefix for c in copies if c.future],
+            "damaged-copies": [c.prefix for c in copies if c.state == "damaged"],
+            "foreign-copies": [c.prefix for c in copies if c.state == "foreign"],
         }
+
+    def _roll_back(self, backend: Backend, prefix: str, ctx: RunContext) -> None:
+        """Remove the copy being made. What cannot be removed (the server is
+        gone, or the run is stopping and it takes too long) is left for the
+        next run's leftover scan, with a warning."""
+        if ctx.signals.abandoned:
+            # A write or the commit may still land: the copy is left as it is.
+            why = f"{', '.join(ctx.signals.abandoned)} did not finish"
+        else:
+            ctx.log.info("%s: rolling back copy %s", self.id, prefix)
+            try:
+                ctx.signals.call(backend.rollback, "the rollback")
+                return
+            except Exception as e:
+                # Secondary to the error being raised (and often the same cause,
+                # such as an unreachable server).
+                why = str(e)
+        ctx.log.warning(
+            "%s: copy %s is left incomplete, the next run removes it: %s", self.id, prefix, why
+        )
 
     def _rotated(self, backend, copy, ctx):
         ctx.log.info("%s: rotated away copy %s", self.id, copy.prefix)
         ctx.plugins.emit("palhm_copy_rotated", task=self, backend=backend, copy=copy)
+        # Stopping: the copies not yet deleted stay (a deletion cut short is
+        # finished by the next run).
+        ctx.signals.check()
 
     def _begin(self, backend: Backend, started: datetime, ctx: RunContext) -> str:
         now = started
@@ -257,7 +289,7 @@ class BackupTask(Task):
             if not prefix or "/" in prefix or prefix in (".", ".."):
                 raise TaskError(f"{self.id}: prefix generator gave an unusable name {prefix!r}")
             try:
-                backend.begin(prefix)
+                ctx.signals.call(partial(backend.begin, prefix), "beginning the copy")
                 return prefix
             except PrefixExists:
                 if attempt == PREFIX_ATTEMPTS - 1:
@@ -265,8 +297,8 @@ class BackupTask(Task):
                         f"{self.id}: copy {prefix!r} already exists on {backend.describe()} "
                         "and the prefix generator keeps giving that name"
                     ) from None
+                ctx.signals.wait(1.0)
                 ctx.signals.check()
-                time.sleep(1.0)
                 now = datetime.now(timezone.utc)
         raise AssertionError("unreachable")
 
