@@ -143,7 +143,9 @@ def start(timeout: float = 60.0) -> Postgres:
     when PostgreSQL is not installed, RuntimeError when it does not start."""
     programs = bindir()
     user = server_user()
-    top = Path(tempfile.mkdtemp(prefix="palhm-pg-"))
+    # In /tmp: a socket's path is limited to 107 bytes, and the server's user
+    # must reach the directory (TMPDIR may be long, or private to root).
+    top = Path(tempfile.mkdtemp(prefix="palhm-pg-", dir="/tmp"))
     if user is not None:
         os.chown(top, user.pw_uid, user.pw_gid)
     as_user = _as_user(user)
