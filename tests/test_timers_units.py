@@ -75,9 +75,44 @@ def test_units_are_what_the_docs_say():
     assert settings["PrivateTmp"] == "yes"
     assert settings["IOSchedulingClass"] == "idle"
     assert settings["KillMode"] == "mixed"
+    assert "TimeoutStartSec" in settings and "TimeoutStopSec" in settings
     assert settings["Persistent"] == "true"
     assert settings["OnCalendar"] and settings["RandomizedDelaySec"]
     assert "ReadWritePaths" in settings and "RuntimeDirectory" in settings
+
+
+def seconds(span: str) -> float:
+    """A systemd time span such as ``30s``, ``2min`` or ``12h``, in seconds."""
+    units = {"s": 1, "min": 60, "h": 3600, "d": 86400}
+    total = 0.0
+    for number, unit in re.findall(r"(\d+)\s*(min|s|h|d)", span):
+        total += int(number) * units[unit]
+    assert total, span
+    return total
+
+
+def test_unit_timeouts_match_palhm_and_the_docs():
+    """systemd stops a run that hangs, and leaves a stopped PALHM the time to
+    end its commands and roll back before SIGKILL; both values are the ones
+    the docs give."""
+    from palhm_core.signals import STOP_BOUND
+
+    service = (CONF / "systemd" / "palhm@.service").read_text()
+    settings = dict(re.findall(r"^(\w+)=(.*)$", service, re.MULTILINE))
+    start, stop = settings["TimeoutStartSec"], settings["TimeoutStopSec"]
+    # The backstop behind task timeouts: hours, shorter than the daily timer.
+    assert 3600 <= seconds(start) < 86400
+    # PALHM exits within STOP_BOUND of SIGTERM, rollback included; the unit
+    # waits for it, with a margin, before its SIGKILL.
+    assert 2 * STOP_BOUND <= seconds(stop) <= 60
+    docs = [
+        (CONF / "systemd" / "README.md").read_text(),
+        (CONF.parent / "README.md").read_text(),
+    ]
+    for text in docs:
+        assert f"TimeoutStartSec={start}" in text
+        assert f"TimeoutStopSec={stop}" in text
+        assert f"within {STOP_BOUND:g} seconds" in text
 
 
 def test_crontab_sample_lines_run_palhm():
