@@ -11,7 +11,9 @@ running as another user read it.
 The report is one JSON document per run. For a backup task it is the backup's
 own report (see :func:`palhm_core.hookspecs.palhm_task_finished`: ``objects``
 with path, bytes, sha256, seconds and exit-codes; ``total-bytes``;
-``rotated``) plus ``type``, ``success`` and ``exit-status``. For any other
+``rotated``; ``future-copies``, ``damaged-copies`` and ``foreign-copies``, the
+PREFIXes of the copies rotation left alone and why) plus ``type``,
+``success`` and ``exit-status``. For any other
 task it has ``task``, ``type``, ``started``, ``finished``, ``seconds``,
 ``success``, ``exit-status`` and ``runs``: the report of every backup the task
 ran through ``task`` steps, in order. A failed run has ``success: false``,
@@ -21,7 +23,9 @@ completed before the failure in ``runs``.
 The textfile ``palhm_TASK.prom`` holds, labelled ``{task="TASK"}``:
 ``palhm_last_run_success`` (1 or 0), ``palhm_last_run_timestamp_seconds``,
 ``palhm_last_run_duration_seconds``, ``palhm_last_run_bytes`` (bytes stored by
-the run, 0 when it failed), ``palhm_last_run_exit_status`` and
+the run, 0 when it failed), ``palhm_last_run_exit_status``,
+``palhm_future_copies`` and ``palhm_damaged_copies`` (the backups' counts of
+copies dated after now and of damaged copies, when the run listed them) and
 ``palhm_last_success_timestamp_seconds``, which a failed run carries over from
 the previous file (and leaves out when no run ever succeeded).
 """
@@ -83,6 +87,13 @@ def report_bytes(doc: dict[str, Any]) -> int:
     return sum(int(r.get("total-bytes", 0)) for r in doc.get("runs", ()))
 
 
+def _listed_copies(doc: dict[str, Any], key: str) -> int | None:
+    """How many copies the run's backups listed under ``key``; None when no
+    backup of the run got as far as listing them."""
+    found = [r[key] for r in [doc, *doc.get("runs", ())] if key in r]
+    return sum(len(v) for v in found) if found else None
+
+
 def write_report(path: str, doc: dict[str, Any]) -> None:
     text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
     write_atomically(path, text.encode(), mode=0o600)
@@ -107,6 +118,16 @@ def write_metrics(directory: str, doc: dict[str, Any], finished: float) -> str:
     gauge("palhm_last_run_duration_seconds", "How long the last run took.", doc.get("seconds"))
     gauge("palhm_last_run_bytes", "Bytes stored by the last run.", report_bytes(doc))
     gauge("palhm_last_run_exit_status", "Exit status of the last run.", doc.get("exit-status"))
+    gauge(
+        "palhm_future_copies",
+        "Copies dated after the last run's clock (not counted, not rotated).",
+        _listed_copies(doc, "future-copies"),
+    )
+    gauge(
+        "palhm_damaged_copies",
+        "Copies whose manifest is unreadable or disagrees with the storage (never rotated).",
+        _listed_copies(doc, "damaged-copies"),
+    )
     gauge(
         "palhm_last_success_timestamp_seconds", "When the last successful run ended.", last_success
     )
