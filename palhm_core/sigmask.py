@@ -51,7 +51,7 @@ class Sigmask:
                 },
                 "sig": {
                     "type": "array",
-                    "items": {"type": ["string", "integer"]},
+                    "items": {"type": ["string", "integer"], "minimum": 1, "maximum": 64},
                     "description": 'Signals by name, with or without "SIG", or number.',
                 },
             },

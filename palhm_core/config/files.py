@@ -5,6 +5,12 @@ comments and trailing commas (JSON5, of which plain JSON is a subset). Relative
 ``include`` paths resolve from the directory of the including file. The result
 is the list of documents in merge order: a file, then each of its includes in
 order (recursively), so that an include's scalars override its includer's.
+
+Limits, so that a hostile or broken file fails at once with one line: a config
+file is a regular file (not a device, FIFO or directory, which are refused
+without reading them) of at most :data:`MAX_FILE_BYTES`; includes nest at most
+:data:`MAX_INCLUDE_DEPTH` files deep; a YAML file's aliases expand to at most
+:data:`MAX_YAML_VALUES` values in all.
 """
 
 from __future__ import annotations
@@ -12,11 +18,20 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Any
 
 from palhm_core.config.place import Place
 from palhm_core.errors import ConfigError
+from palhm_core.redact import is_secret_name
+
+#: The largest config file read (16 MiB).
+MAX_FILE_BYTES = 16 << 20
+#: How deep includes may nest: the top file and 63 levels of includes.
+MAX_INCLUDE_DEPTH = 64
+#: The values a YAML file may hold once its aliases are expanded.
+MAX_YAML_VALUES = 100_000
 
 
 @dataclass
@@ -52,6 +67,10 @@ def _read(
     place = Place(path) / "include"
     if not isinstance(includes, list):
         raise place.error(f"expected an array of file paths, got {_kind(includes)}")
+    if includes and len(chain) >= MAX_INCLUDE_DEPTH:
+        raise place.error(
+            f"includes nest deeper than {MAX_INCLUDE_DEPTH} files (from {chain[0][1]})"
+        )
     for i, inc in enumerate(includes):
         if not isinstance(inc, str) or not inc:
             raise (place / i).error(f"expected a file path, got {_kind(inc)}")
@@ -89,11 +108,7 @@ def _kind(value: Any) -> str:
 
 def parse_file(path: str) -> dict[str, Any]:
     """One config file as a dict, or a ConfigError with line and column."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise ConfigError(f"cannot read config file: {e.strerror or e}", path) from None
+    raw = _read_bytes(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -113,6 +128,40 @@ def parse_file(path: str) -> dict[str, Any]:
     return _join_surrogates(doc, Place(path))
 
 
+def _read_bytes(path: str) -> bytes:
+    """The file's bytes: only a regular file (opened without blocking, so a
+    FIFO or a device is refused, not waited on) of at most MAX_FILE_BYTES."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file: {e.strerror or e}", path) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ConfigError(f"cannot read config file: not a regular file ({_file_kind(mode)})", path)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise ConfigError(f"cannot read config file: {e.strerror or e}", path) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"larger than {MAX_FILE_BYTES >> 20} MiB: not a config file", path)
+    return raw
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -128,7 +177,11 @@ def _join_surrogates(value: Any, place: Place) -> Any:
             return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
         except UnicodeDecodeError:
             shown = value.encode("ascii", "backslashreplace").decode()
-            raise place.error(f'"{shown}" holds half of a UTF-16 surrogate pair') from None
+            if any(p == "env" or (isinstance(p, str) and is_secret_name(p)) for p in place.parts):
+                shown = "the value"  # a secret: never echoed
+            else:
+                shown = f'"{shown}"'
+            raise place.error(f"{shown} holds half of a UTF-16 surrogate pair") from None
     if isinstance(value, list):
         return [_join_surrogates(v, place / i) for i, v in enumerate(value)]
     if isinstance(value, dict):
@@ -246,6 +299,50 @@ def _parse_yaml(text: str, path: str) -> Any:
         raise ConfigError(f"syntax error: {str(e).replace(chr(10), ' ')}", path) from None
     except RecursionError:
         raise ConfigError("syntax error: nested too deeply", path) from None
+    except _AliasBomb as e:
+        raise ConfigError(str(e), path) from None
+
+
+class _AliasBomb(Exception):
+    """A YAML document that expands past MAX_YAML_VALUES, or into itself."""
+
+
+def _check_expansion(root) -> None:
+    """Count the values of the node graph ``root`` as constructing it would
+    make them, an alias counting as everything it refers to; stop past the
+    limit before anything is built."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    todo = [(root, False)]
+    while todo:
+        node, children_done = todo.pop()
+        key = id(node)
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        if children_done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_YAML_VALUES:
+                line = node.start_mark.line + 1
+                raise _AliasBomb(
+                    f"line {line}: aliases expand to more than {MAX_YAML_VALUES:,} values "
+                    "(PALHM's limit for a YAML file)"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            line = node.start_mark.line + 1
+            raise _AliasBomb(f"line {line}: an alias refers to the value that holds it")
+        open_nodes.add(key)
+        todo.append((node, True))
+        todo.extend((c, False) for c in children if id(c) not in sizes)
 
 
 _LOADER = None
@@ -254,13 +351,20 @@ _LOADER = None
 def _yaml_loader():
     """``yaml.SafeLoader`` that refuses duplicate keys and keys that are not
     strings (YAML 1.1 reads a bare ``on:`` or ``no:`` as a boolean), as the
-    JSON reader does."""
+    JSON reader does, and documents whose aliases expand past
+    MAX_YAML_VALUES values."""
     global _LOADER
     if _LOADER is not None:
         return _LOADER
     import yaml
 
     class Loader(yaml.SafeLoader):
+        def get_single_node(self):
+            node = super().get_single_node()
+            if node is not None:
+                _check_expansion(node)
+            return node
+
         def construct_mapping(self, node, deep=False):
             if isinstance(node, yaml.MappingNode):
                 self.flatten_mapping(node)
