@@ -20,6 +20,7 @@ from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME, make_manifest, manifes
 from palhm_core.pipeline import Progress, run_pipeline
 from palhm_core.rotation import rotate
 from palhm_core.scheduler import build_all
+from palhm_core.signals import FINISH_WAIT
 from palhm_core.task import RunContext, Task
 from palhm_core.tasks.objects import (
     DEFAULT_GROUP,
@@ -260,20 +261,26 @@ class BackupTask(Task):
         gone, or the run is stopping and it takes too long) is left for the
         next run's leftover scan, with a warning."""
         if ctx.signals.abandoned:
-            # A write or the commit may still land: the copy is left as it is.
-            why = f"{', '.join(ctx.signals.abandoned)} did not finish"
-        else:
-            ctx.log.info("%s: rolling back copy %s", self.id, prefix)
-            try:
-                ctx.signals.call(backend.rollback, "the rollback")
-                return
-            except Exception as e:
-                # Secondary to the error being raised (and often the same cause,
-                # such as an unreachable server).
-                why = str(e)
-        ctx.log.warning(
-            "%s: copy %s is left incomplete, the next run removes it: %s", self.id, prefix, why
-        )
+            # A write or the commit left behind may still land: rolling back
+            # now could race it, so the copy is left as it is.
+            ctx.log.warning(
+                "%s: copy %s is left as it is, the next run removes it unless it is complete: "
+                "%s did not finish within %g s of the stop",
+                self.id,
+                prefix,
+                ", ".join(ctx.signals.abandoned),
+                FINISH_WAIT,
+            )
+            return
+        ctx.log.info("%s: rolling back copy %s", self.id, prefix)
+        try:
+            ctx.signals.call(backend.rollback, "the rollback")
+        except Exception as e:
+            # Secondary to the error being raised (and often the same cause,
+            # such as an unreachable server).
+            ctx.log.warning(
+                "%s: copy %s is left incomplete, the next run removes it: %s", self.id, prefix, e
+            )
 
     def _rotated(self, backend, copy, ctx):
         ctx.log.info("%s: rotated away copy %s", self.id, copy.prefix)

@@ -9,6 +9,9 @@ waiting on, and leaves nothing that looks whole but is not.
   through at once, or never while PALHM runs): PALHM exits 143 within the
   bound; every complete copy still verifies (no complete copy with missing
   objects), and the next run finishes the rotation.
+- SIGTERM while the manifest is being written (held back by the proxy until
+  PALHM exited): PALHM exits 143 within the bound, and the copy it leaves is
+  either removed or complete and verifying after the next run.
 """
 
 from __future__ import annotations
@@ -141,15 +144,17 @@ def test_sigterm_while_the_s3_server_stopped_answering(tmp_path, own_server):
 
 
 class Gate:
-    """Holds the rotation's first request (the PUT of its journal) until
-    opened, so that a signal lands while PALHM waits on it."""
+    """Holds the PUT of a key named ``name`` (the rotation's journal, its
+    first request; the manifest) until opened, so that a signal lands while
+    PALHM waits on it."""
 
-    def __init__(self):
+    def __init__(self, name: str):
+        self.name = name
         self.reached = threading.Event()
         self.opened = threading.Event()
 
     def __call__(self, method: str, path: str) -> None:
-        if method == "PUT" and JOURNAL_NAME in path:
+        if method == "PUT" and path.split("?")[0].endswith(f"/{self.name}"):
             self.reached.set()
             self.opened.wait(GUARD)
         return None
@@ -162,7 +167,7 @@ def test_sigterm_during_rotation(tmp_path, fault_bucket, release):
     for _ in range(3):
         assert palhm("run", "backup", config=keep).returncode == 0
     old = sorted(prefixes(bucket))
-    gate = Gate()
+    gate = Gate(JOURNAL_NAME)
     with FlakyProxy(bucket.endpoint, fails=gate) as proxy:
         doc = config(tmp_path, bucket, SMALL, "limit.jsonc").read_text()
         limited = config(tmp_path, bucket, SMALL, "limit.jsonc")
@@ -211,3 +216,40 @@ def test_sigterm_during_rotation(tmp_path, fault_bucket, release):
     copies = prefixes(bucket)
     assert len(copies) == 1 and all(MANIFEST in n for n in copies.values()), copies
     assert f"{BASE}/{JOURNAL_NAME}" not in bucket.keys(f"{BASE}/")
+
+
+def test_sigterm_while_the_manifest_is_written(tmp_path, fault_bucket):
+    bucket = fault_bucket
+    direct = config(tmp_path, bucket, SMALL, "direct.jsonc")
+    gate = Gate(MANIFEST)
+    with FlakyProxy(bucket.endpoint, fails=gate) as proxy:
+        proxied = config(tmp_path, bucket, SMALL, "proxied.jsonc")
+        proxied.write_text(proxied.read_text().replace(bucket.endpoint, proxy.endpoint))
+        err = tmp_path / "commit.stderr"
+        with open(err, "wb") as f:
+            proc = start_palhm("run", "backup", config=proxied, stderr=f)
+        try:
+            wait_until(gate.reached.is_set, "the manifest's PUT", proc)
+            took = stop_and_time(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            gate.opened.set()
+        wait_until(lambda: any(MANIFEST in n for n in prefixes(bucket).values()), "the manifest")
+    FIGURES.trials += 1
+    FIGURES.palhm_runs += 1
+    stderr = err.read_text(errors="replace")
+    assert not count_tracebacks(stderr), stderr
+    assert proc.returncode == 143, stderr
+    assert took < STOP_BOUND, stderr
+    lines = error_lines(stderr)
+    assert lines[-1] == "palhm: stopped by SIGTERM", stderr
+    assert any("writing the manifest did not finish" in ln for ln in lines), stderr
+
+    again = palhm("run", "backup", config=direct)
+    assert again.returncode == 0, again.stderr
+    assert bucket.uploads(f"{BASE}/") == []
+    for names in prefixes(bucket).values():
+        assert MANIFEST in names and MARKER_NAME not in names
+    verify = palhm("backups", "verify", "backup", "--all", config=direct)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
