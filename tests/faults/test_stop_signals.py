@@ -143,6 +143,43 @@ def test_sigterm_while_the_s3_server_stopped_answering(tmp_path, own_server):
     FIGURES.leftovers_cleaned += len(leftovers)
 
 
+def test_a_server_that_stopped_answering_fails_the_run_in_bounded_time(tmp_path, own_server):
+    """Without a signal, connect-timeout, read-timeout and max-attempts bound
+    every request: the run fails with one line instead of hanging."""
+    bucket = FaultBucket(own_server, "palhm-hung").create()
+    big = [*SMALL, {"path": "db/dump", "pipeline": [inline(PY, GEN, str(40 * MiB), "8")]}]
+    conf = config(tmp_path, bucket, big, "hung.jsonc")
+    conf.write_text(
+        conf.read_text().replace(
+            '"max-attempts": 3',
+            '"max-attempts": 2, "connect-timeout": 1, "read-timeout": 1',
+        )
+    )
+    err = tmp_path / "hung.stderr"
+    with open(err, "wb") as f:
+        proc = start_palhm("run", "backup", config=conf, stderr=f)
+    try:
+        wait_until(lambda: bucket.uploads(f"{BASE}/"), "a multipart upload", proc)
+        os.kill(own_server.proc.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        proc.wait(timeout=GUARD)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.kill(own_server.proc.pid, signal.SIGCONT)
+    FIGURES.trials += 1
+    FIGURES.palhm_runs += 1
+    FIGURES.notes.append(
+        f"S3 server stopped, read-timeout 1 s × 2 attempts: the run failed after {took:.1f} s"
+    )
+    stderr = err.read_text(errors="replace")
+    assert not count_tracebacks(stderr), stderr
+    assert proc.returncode == 1, stderr
+    final = error_lines(stderr)[-1]
+    assert "db/dump" in final and "palhm-hung" in final, stderr
+
+
 class Gate:
     """Holds the PUT of a key named ``name`` (the rotation's journal, its
     first request; the manifest) until opened, so that a signal lands while
