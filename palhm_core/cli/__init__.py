@@ -1,17 +1,28 @@
 """The ``palhm`` command.
 
-Exit status: 0 success; 1 a task failed; 2 usage or config error; 75 another
-run of the task holds its lock; 128+N stopped by signal N (after rollback).
-A user's mistake is one line on stderr; ``-v`` adds the traceback.
+Exit status: 0 success; 1 a task failed, or PALHM's output could not be written
+(stdout closed, a full disk); 2 usage or config error; 75 another run of the
+task holds its lock; 128+N stopped by signal N (after rollback). A user's
+mistake is one line on stderr; ``-v`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 
+from palhm_core.errors import PalhmError
+
 DEFAULT_CONFIG = "/etc/palhm/palhm.conf"
+
+
+class OutputError(PalhmError):
+    """PALHM's output could not be written: exit status 1."""
+
+    def __init__(self, error: OSError):
+        super().__init__(f"cannot write to stdout: {error.strerror or error}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,18 +82,45 @@ def config_path(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _stdio_open()
+    try:
+        status = _main(argv)
+    except SystemExit as e:  # --help, a usage error
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    try:  # what is left of the output, before the interpreter's own quiet try
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except OutputError as e:
+        from palhm_core import logs
+
+        print(logs.error_line(str(e)), file=sys.stderr)
+        _quiet_stdout()
+        status = status or e.exit_status
+    except BrokenPipeError:
+        _quiet_stdout()
+        status = status or 1
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     from palhm_core import logs
-    from palhm_core.errors import PalhmError
 
     args.vl_override = 0 if args.quiet else None
     log = logs.setup(0 if args.quiet else 3 + args.verbose)
     try:
-        return args.func(args) or 0
+        status = args.func(args) or 0
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        return status
+    except OutputError as e:
+        print(logs.error_line(str(e)), file=sys.stderr)
+        _quiet_stdout()
+        return e.exit_status
     except PalhmError as e:
         if args.verbose:
             log.exception("traceback")
@@ -92,10 +130,65 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # stdout closed early, as by `| head`
-        # Point stdout at /dev/null so the interpreter's final flush is quiet.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _quiet_stdout()
         return 1
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of
+    what could not be written is quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
+class _StdoutBuffer(io.BufferedWriter):
+    """stdout's bytes: a write that fails (stdout closed, a full disk) raises
+    :class:`OutputError`; a closed pipe stays ``BrokenPipeError``."""
+
+    def write(self, data):
+        try:
+            return super().write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(e) from None
+
+    def flush(self):
+        try:
+            return super().flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(e) from None
+
+
+def _stdio_open() -> None:
+    """Keep descriptors 0, 1 and 2 taken, so that no file PALHM opens (a
+    lock, a copy being written) becomes a command's stdout or stderr: a
+    closed one becomes /dev/null, stdout opened read-only so that writing to
+    it fails as it would have. stdout's write errors become one line."""
+    for fd, flags in ((0, os.O_RDONLY), (1, os.O_RDONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            new = os.open(os.devnull, flags)  # the lowest free descriptor: fd
+            if new != fd:
+                os.dup2(new, fd)
+                os.close(new)
+            os.set_inheritable(fd, True)  # the commands' stdio too
+    if sys.stderr is None:
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
+    if sys.stdout is None or sys.stdout is sys.__stdout__:
+        old = sys.stdout
+        if old is not None:
+            old.flush()
+        sys.stdout = io.TextIOWrapper(
+            _StdoutBuffer(io.FileIO(1, "w", closefd=False)),
+            encoding=getattr(old, "encoding", None) or "utf-8",
+            errors=getattr(old, "errors", None) or "strict",
+            line_buffering=bool(getattr(old, "line_buffering", False)),
+        )
 
 
 def effective_vl(args, config_vl: int) -> int:
