@@ -59,6 +59,12 @@ class Figures:
     path_checks: int = 0  # hostile object paths through config check, in-process
     fuzz_exits: Counter = field(default_factory=Counter)
     kill_phases: Counter = field(default_factory=Counter)
+    rotation_runs: int = 0  # runs on a root two tasks share, between tamperings
+    tampered: Counter = field(default_factory=Counter)  # copies tampered with, by how
+    clock_runs: int = 0  # runs with the clock years ahead or back
+    future_copies: int = 0  # copies made with the clock ahead
+    kept_lost: int = 0  # tampered or future-dated copies rotation deleted
+    newer_lost: int = 0  # copies a run with the clock set back deleted
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -78,6 +84,18 @@ class Figures:
                 else ""
             ),
         ]
+        if self.rotation_runs or self.clock_runs:
+            out.append(
+                f"rotation cases: {self.rotation_runs} runs on a root two tasks share, "
+                f"{sum(self.tampered.values())} copies tampered with ("
+                + ", ".join(f"{k}: {v}" for k, v in sorted(self.tampered.items()))
+                + f"); tampered or future-dated copies deleted: {self.kept_lost}"
+            )
+            out.append(
+                f"clock cases: {self.clock_runs} runs with the clock years ahead or back, "
+                f"{self.future_copies} future-dated copies made; copies deleted by a run "
+                f"with the clock set back: {self.newer_lost}"
+            )
         if self.kill_phases:
             out.append(
                 "kill -9 landed: "

@@ -5,6 +5,7 @@ classes, encryption."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +30,23 @@ from .util import (
 
 MiB = 1 << 20
 ROOT = "palhm/backup"
+
+
+def put_manifest(bucket, prefix: str, paths: list[str], body: bytes = b"x") -> None:
+    """The manifest of task ``backup`` for objects ``paths``, each ``body``:
+    what PALHM writes last, which makes the copy complete and the task's."""
+    from palhm_core.manifest import make_manifest, manifest_bytes
+
+    digest = hashlib.sha256(body).hexdigest()
+    doc = make_manifest(
+        task="backup",
+        prefix=prefix,
+        version="test",
+        started=prefix,
+        finished=prefix,
+        objects=[{"path": p, "size": len(body), "sha256": digest} for p in paths],
+    )
+    bucket.put(f"{ROOT}/{prefix}/{MANIFEST}", manifest_bytes(doc))
 
 
 def put_foreign(bucket) -> list[str]:
@@ -95,7 +113,7 @@ def test_rotation_of_a_copy_of_1001_objects_lists_pages_and_deletes_in_batches(t
     keys = [f"{ROOT}/{old}/f/{i:04d}" for i in range(1001)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda k: bucket.put(k, b"x"), keys))
-    bucket.put(f"{ROOT}/{old}/{MANIFEST}", b'{"objects": [], "size": 1001}')
+    put_manifest(bucket, old, [k[len(f"{ROOT}/{old}/") :] for k in keys])
     conf = config(tmp_path, s3_task(bucket, [obj("a", "echo", "new")], **{"nb-copy-limit": 1}))
     listed = run_palhm("backups", "list", "--json", "backup", config=conf)
     assert '"size": 1001' in listed.stdout, listed.stdout + listed.stderr
@@ -114,7 +132,7 @@ def put_old_copies(bucket, count: int, objects: int) -> list[str]:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda k: bucket.put(k, b"x"), keys))
     for p in prefixes:  # complete last, as PALHM makes them
-        bucket.put(f"{ROOT}/{p}/{MANIFEST}", b'{"objects": [], "size": %d}' % objects)
+        put_manifest(bucket, p, [f"o/{i:03d}" for i in range(objects)])
     return prefixes
 
 
@@ -142,6 +160,26 @@ def test_rotation_deletes_many_copies_in_batches_across_copies(tmp_path, bucket)
     assert sorted(path.split("?")[0].rsplit("/", 1)[1] for path in puts) == sorted(
         [".palhm-partial", "a", "SHA256SUMS", MANIFEST, ".palhm-rotation"]
     )
+
+
+def test_rotation_on_s3_counts_only_the_tasks_own_whole_copies(tmp_path, bucket):
+    gone, damaged, theirs = put_old_copies(bucket, 3, 2)
+    put_manifest(bucket, damaged, ["o/000", "o/001", "o/002"])  # o/002 is not stored
+    doc = manifest(bucket, theirs)
+    bucket.put(f"{ROOT}/{theirs}/{MANIFEST}", json.dumps({**doc, "task": "other"}).encode())
+    conf = config(tmp_path, s3_task(bucket, [obj("a", "echo", "new")], **{"nb-copy-limit": 1}))
+    result = run_palhm("run", "backup", config=conf)
+    assert result.returncode == 0, result.stderr
+    assert f"copy {damaged} is damaged, never counted or rotated: 'o/002' missing" in result.stderr
+    (new,) = [p for p in copies(bucket) if p not in (damaged, theirs)]
+    assert copies(bucket) == [damaged, theirs, new]
+    assert len(bucket.key_list(f"{ROOT}/{theirs}/")) == 4
+    listed = json.loads(run_palhm("backups", "list", "--json", "backup", config=conf).stdout)
+    states = {c["prefix"]: (c["state"], c["why"], c["size"]) for c in listed["copies"]}
+    assert states[damaged] == ("damaged", "'o/002' missing", 2)
+    assert states[theirs] == ("foreign", "made by task 'other'", 2)
+    assert states[new][0] == "complete"
+    assert gone not in states
 
 
 def test_a_rotation_cut_short_is_finished_by_the_next_run(tmp_path, bucket):
