@@ -51,7 +51,7 @@ class Sigmask:
                 },
                 "sig": {
                     "type": "array",
-                    "items": {"type": ["string", "integer"], "minimum": 1, "maximum": 64},
+                    "items": {"type": ["string", "integer"]},
                     "description": 'Signals by name, with or without "SIG", or number.',
                 },
             },

@@ -12,7 +12,7 @@ from conftest import run_palhm, write_config
 
 
 def _merged(config: Path, cwd=None) -> dict:
-    result = run_palhm("config", config=config, cwd=cwd)
+    result = run_palhm("config", "show", "--show-secrets", config=config, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

@@ -175,8 +175,7 @@ def test_exec_verbosity_is_bounded(tmp_path):
 
 def test_every_integer_in_the_schema_is_bounded():
     """Every ``integer`` key of the core's and the installed plugins' schemas
-    states both bounds (a string or a decimal parsed by the core is no
-    integer key)."""
+    states both bounds."""
     from palhm_core.config.schema import build_schema
     from palhm_core.plugins import Plugins
 
@@ -186,9 +185,11 @@ def test_every_integer_in_the_schema_is_bounded():
         if isinstance(node, dict):
             types = node.get("type")
             types = types if isinstance(types, list) else [types]
-            # integer and number together: a decimal limit, parsed exactly by the core
+            # With "number": a decimal limit; with "string": a name or a number
+            # (sigmask's signals), each parsed and checked by the core.
             bounded = "minimum" in node and "maximum" in node
-            if "integer" in types and "number" not in types and not bounded:
+            parsed = "number" in types or "string" in types
+            if "integer" in types and not parsed and not bounded:
                 unbounded.append(where)
             for k, v in node.items():
                 walk(v, f"{where}/{k}")
