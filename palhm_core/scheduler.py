@@ -103,7 +103,9 @@ def build_all(
                     left[group_of(items[i])] -= 1
                 elif error is None:
                     error = value
-                    children.stop()
+                    # Not in this thread: a stop signal meanwhile must not wait
+                    # for the grace period of commands that ignore SIGTERM.
+                    start_helper_thread(children.stop, "palhm-stop")
             if signals.stopping and error is None:
                 error = signals.pending_error()  # the stop already ends the commands
             limit_at = signals.finish_by(since)
