@@ -253,3 +253,14 @@ def test_redact_argv_forms():
         "--user",
         "bob",
     ]
+
+
+def test_config_init_writes_files_only_root_can_read(tmp_path):
+    old = os.umask(0o022)
+    try:
+        result = run_palhm("config", "init", tmp_path / "etc")
+    finally:
+        os.umask(old)
+    assert result.returncode == 0, result.stderr
+    for name in ("palhm.conf", "conf.d/core.json"):
+        assert stat.S_IMODE((tmp_path / "etc" / name).stat().st_mode) == 0o600
