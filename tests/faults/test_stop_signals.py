@@ -290,3 +290,43 @@ def test_sigterm_while_the_manifest_is_written(tmp_path, fault_bucket):
         assert MANIFEST in names and MARKER_NAME not in names
     verify = palhm("backups", "verify", "backup", "--all", config=direct)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_an_upload_left_behind_that_lands_late_is_removed_by_the_next_run(tmp_path, fault_bucket):
+    """SIGTERM while an object's PUT is held back: PALHM leaves it behind and
+    rolls back the rest, keeping the copy's marker; the PUT lands after PALHM
+    exited, and the next run removes it with the marker (without the marker,
+    that object would be an unknown key PALHM never touches)."""
+    bucket = fault_bucket
+    direct = config(tmp_path, bucket, SMALL, "direct.jsonc")
+    gate = Gate("etc")
+    with FlakyProxy(bucket.endpoint, fails=gate) as proxy:
+        proxied = config(tmp_path, bucket, SMALL, "proxied.jsonc")
+        proxied.write_text(proxied.read_text().replace(bucket.endpoint, proxy.endpoint))
+        err = tmp_path / "late.stderr"
+        with open(err, "wb") as f:
+            proc = start_palhm("run", "backup", config=proxied, stderr=f)
+        try:
+            wait_until(gate.reached.is_set, "the object's PUT", proc)
+            took = stop_and_time(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            gate.opened.set()
+        wait_until(lambda: any("etc" in n for n in prefixes(bucket).values()), "the late PUT")
+    FIGURES.trials += 1
+    FIGURES.palhm_runs += 1
+    stderr = err.read_text(errors="replace")
+    assert not count_tracebacks(stderr), stderr
+    assert proc.returncode == 143, stderr
+    assert took < STOP_BOUND, stderr
+    assert error_lines(stderr)[-1] == "palhm: stopped by SIGTERM", stderr
+    assert any("the marker stays" in ln for ln in error_lines(stderr)), stderr
+    (stopped,) = prefixes(bucket)
+    assert prefixes(bucket)[stopped] == {"etc", MARKER_NAME}
+
+    again = palhm("run", "backup", config=direct)
+    assert again.returncode == 0, again.stderr
+    copies = prefixes(bucket)
+    assert stopped not in copies and len(copies) == 1, copies
+    assert all(MANIFEST in n and MARKER_NAME not in n for n in copies.values()), copies

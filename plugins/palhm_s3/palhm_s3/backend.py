@@ -77,6 +77,7 @@ class S3Backend(Backend):
         self._lock = threading.Lock()
         self._uploads: dict[str, str] = {}  # upload id -> key, of this copy
         self._stored: dict[str, int] = {}  # key -> size, of this copy
+        self._sinks: list = []  # the UploadSinks of this copy
         self._listed: dict[str, _Prefix] = {}  # what list_copies last found
         self._journal = False  # the last listing found a rotation's journal
 
@@ -200,6 +201,7 @@ class S3Backend(Backend):
         self.prefix = prefix
         self._uploads.clear()
         self._stored.clear()
+        self._sinks.clear()
         self._put_marker(prefix)
 
     def _put_marker(self, prefix: str) -> None:
@@ -220,7 +222,7 @@ class S3Backend(Backend):
         if path not in OWN_FILES and self.settings.sink_storage_class:
             extra["StorageClass"] = self.settings.sink_storage_class
         st = self.settings
-        return UploadSink(
+        sink = UploadSink(
             self.client,
             self.bucket,
             key,
@@ -233,6 +235,9 @@ class S3Backend(Backend):
             on_start=self._upload_started,
             on_done=self._stored_object,
         )
+        with self._lock:
+            self._sinks.append(sink)
+        return sink
 
     def _upload_started(self, key: str, upload_id: str) -> None:
         with self._lock:
@@ -287,7 +292,18 @@ class S3Backend(Backend):
             self._abort_upload(key, upload_id)
         self._abort_uploads(copy_key)
         keys = self._list_keys(copy_key)
-        self._delete_copy_keys(prefix, keys)
+        with self._lock:
+            busy = sum(not sink.ended for sink in self._sinks)
+        if busy:
+            # A stopped run left their requests behind, and one may still
+            # land: with the marker kept, the next run removes what it adds.
+            log.warning(
+                "%s: %d uploads were left under way; the marker stays, so that the next run "
+                "removes what they may still store",
+                self._url(copy_key),
+                busy,
+            )
+        self._delete_copy_keys(prefix, keys, keep_marker=bool(busy))
         self.prefix = None
 
     # -- old copies --------------------------------------------------------------
@@ -368,8 +384,9 @@ class S3Backend(Backend):
                 keys.extend(obj["Key"] for obj in page.get("Contents", ()))
         return keys
 
-    def _delete_copy_keys(self, prefix: str, keys: list[str]) -> None:
-        """Delete a copy's ``keys``, the manifest first and the marker last."""
+    def _delete_copy_keys(self, prefix: str, keys: list[str], keep_marker: bool = False) -> None:
+        """Delete a copy's ``keys``, the manifest first and the marker last
+        (unless ``keep_marker``)."""
         copy_key = self._copy_key(prefix)
         manifest = f"{copy_key}{MANIFEST_NAME}"
         marker = f"{copy_key}{MARKER_NAME}"
@@ -377,7 +394,8 @@ class S3Backend(Backend):
         if manifest in keys:
             self._delete_keys([manifest])
         self._delete_keys(rest)
-        self._delete_keys([marker])
+        if not keep_marker:
+            self._delete_keys([marker])
 
     def _delete_keys(self, keys: list[str]) -> None:
         """DeleteObjects, :data:`DELETE_BATCH` keys a request; keys already

@@ -92,6 +92,8 @@ class UploadSink(Sink):
         self._jobs: queue.SimpleQueue | None = None
         self._error: BaseException | None = None
         self._finished = False
+        #: close() or abort() returned: no request of this sink is under way.
+        self.ended = False
 
     # -- the Sink contract ---------------------------------------------------
 
@@ -134,6 +136,7 @@ class UploadSink(Sink):
         self._finished = True
         self._release()
         self.on_done(self.key, self.size)
+        self.ended = True
 
     def abort(self) -> None:
         """Stop sending parts, wait for the ones in flight and abort the
@@ -150,6 +153,7 @@ class UploadSink(Sink):
                     )
             except BackendError as e:  # rollback tries again
                 log.debug("%s", e)
+        self.ended = True
 
     # -- internals -----------------------------------------------------------
 
