@@ -26,7 +26,9 @@ def open_root(root: str, dmode: int, *, strict: bool) -> int:
     """A descriptor of the directory ``root`` (absolute), opened for
     reading; ROOT is created with ``dmode`` if it is missing and its parent
     exists. With ``strict``, refuse a path another user could change."""
-    parts = [p for p in root.split("/") if p]
+    # (name, named by a symlink): ROOT is created only where the config names
+    # it, never at the target of a dangling symlink.
+    parts = [(p, False) for p in root.split("/") if p]
     euid = os.geteuid()
     fd = os.open("/", _SEARCH | os.O_DIRECTORY)
     where = "/"
@@ -34,10 +36,10 @@ def open_root(root: str, dmode: int, *, strict: bool) -> int:
     try:
         _check(root, where, os.fstat(fd), euid, strict, final=not parts)
         while parts:
-            name = parts.pop(0)
+            name, linked = parts.pop(0)
             if name == ".":
                 continue
-            nfd = _open_or_create(root, fd, where, name, dmode, last=not parts)
+            nfd = _open_or_create(root, fd, where, name, dmode, last=not parts, linked=linked)
             st = os.fstat(nfd)
             if stat.S_ISLNK(st.st_mode):
                 os.close(nfd)
@@ -48,7 +50,7 @@ def open_root(root: str, dmode: int, *, strict: bool) -> int:
                 if target.startswith("/"):
                     os.close(fd)
                     fd, where = os.open("/", _SEARCH | os.O_DIRECTORY), "/"
-                parts[:0] = [p for p in target.split("/") if p]
+                parts[:0] = [(p, True) for p in target.split("/") if p]
                 continue
             os.close(fd)
             fd, where = nfd, os.path.normpath(os.path.join(where, name))
@@ -62,14 +64,20 @@ def open_root(root: str, dmode: int, *, strict: bool) -> int:
         os.close(fd)
 
 
-def _open_or_create(root: str, fd: int, where: str, name: str, dmode: int, last: bool) -> int:
+def _open_or_create(
+    root: str, fd: int, where: str, name: str, dmode: int, *, last: bool, linked: bool
+) -> int:
     try:
         return os.open(name, _SEARCH, dir_fd=fd)
     except FileNotFoundError:
+        missing = os.path.join(where, name)
         if not last:
-            missing = os.path.join(where, name)
             raise BackendError(
                 f"backup root {root}: its parent directory {missing} does not exist"
+            ) from None
+        if linked:
+            raise BackendError(
+                f"backup root {root}: {missing}, where a symbolic link points, does not exist"
             ) from None
     try:
         os.mkdir(name, dmode, dir_fd=fd)
