@@ -45,7 +45,9 @@ def two_tasks(tmp_path):
         root=str(tmp_path / "root"),
     )
     bad = backup_task(
-        "bad", objects=[{"path": "x", "pipeline": [inline("false")]}], root=str(tmp_path / "root")
+        "bad",
+        objects=[{"path": "x", "pipeline": [inline("false")]}],
+        root=str(tmp_path / "root-bad"),
     )
     return write_config(tmp_path, {"tasks": [good, bad]})
 
