@@ -13,12 +13,12 @@ file, which other users may be able to read):
   the file for the run that finds it taken.
 
 The lock directory is, first found: ``--lock-dir``, ``$PALHM_LOCK_DIR``,
-``/run/palhm`` for root, ``$XDG_RUNTIME_DIR/palhm`` for other users. PALHM
+``/run/palhm`` for root, ``$XDG_RUNTIME_DIR/palhm`` for other users, and for a
+user without a runtime directory (a plain user crontab)
+``$XDG_STATE_HOME/palhm/locks`` (``~/.local/state/palhm/locks``). PALHM
 creates it with mode 0700 and refuses, with exit status 2, one that is not a
-directory of its own user or that the group or others can write, a lock file
-that is not a plain file of its own user with mode 0600 (or stricter), and a
-non-root run with neither ``--lock-dir``, ``$PALHM_LOCK_DIR`` nor
-``$XDG_RUNTIME_DIR``.
+directory of its own user or that the group or others can write, and a lock
+file that is not a plain file of its own user with mode 0600 (or stricter).
 
 A read-only sandbox (``systemd-run -p ProtectSystem=strict -p
 ReadOnlyPaths=/ palhm run TASK``) can still lock: the lock directory must
@@ -73,7 +73,7 @@ class LockDirError(PalhmError):
 
 def default_lock_dir(environ: Mapping[str, str] | None = None, euid: int | None = None):
     """Where lock files go when ``--lock-dir`` is not given; None when there
-    is no such place (a non-root user without ``$XDG_RUNTIME_DIR``)."""
+    is no such place (a non-root user without a runtime directory or a home)."""
     environ = os.environ if environ is None else environ
     euid = os.geteuid() if euid is None else euid
     if environ.get(ENV_LOCK_DIR):
@@ -83,6 +83,12 @@ def default_lock_dir(environ: Mapping[str, str] | None = None, euid: int | None 
     runtime = environ.get("XDG_RUNTIME_DIR", "")
     if os.path.isabs(runtime):
         return os.path.join(runtime, "palhm")
+    state = environ.get("XDG_STATE_HOME", "")
+    if os.path.isabs(state):
+        return os.path.join(state, "palhm", "locks")
+    home = environ.get("HOME", "")
+    if os.path.isabs(home) and home != "/":
+        return os.path.join(home, ".local", "state", "palhm", "locks")
     return None
 
 
@@ -123,8 +129,8 @@ class RunLocks:
             return
         if not self.lock_dir:
             raise LockDirError(
-                "no lock directory: $XDG_RUNTIME_DIR is not set; give --lock-dir DIR or set "
-                f"{ENV_LOCK_DIR} to a directory only this user can write"
+                "no lock directory: neither $XDG_RUNTIME_DIR nor $HOME is set; give "
+                f"--lock-dir DIR or set {ENV_LOCK_DIR} to a directory only this user can write"
             )
         directory = os.path.abspath(self.lock_dir)
         dfd = _open_dir(directory)

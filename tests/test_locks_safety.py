@@ -193,12 +193,42 @@ def test_a_lock_directory_others_could_use_is_refused(tmp_path, marker, problem)
     assert str(locks) in line and ("lock directory" in line or "lock file" in line), line
 
 
-def test_non_root_without_a_runtime_directory_has_no_default():
+def test_non_root_without_a_runtime_directory_locks_in_its_home():
     from palhm_core.lock import default_lock_dir
 
     assert default_lock_dir({}, 0) == "/run/palhm"
     assert default_lock_dir({}, 1000) is None
     assert default_lock_dir({"XDG_RUNTIME_DIR": "relative"}, 1000) is None
+    home = {"HOME": "/home/op"}
+    assert default_lock_dir(home, 1000) == "/home/op/.local/state/palhm/locks"
+    assert default_lock_dir({**home, "XDG_STATE_HOME": "/st"}, 1000) == "/st/palhm/locks"
+    assert default_lock_dir({**home, "XDG_RUNTIME_DIR": "/run/user/1000"}, 1000) == (
+        "/run/user/1000/palhm"
+    )
+
+
+def test_a_user_crontab_locks_in_the_home(public_dir, marker):
+    """cron gives a user's job HOME but no XDG_RUNTIME_DIR: the run locks in
+    ~/.local/state/palhm/locks, made mode 0700 (as root, the run is made as
+    user nobody)."""
+    config = write_config(public_dir, {"tasks": [quick_null_task()]})
+    os.chmod(config, 0o644)
+    home = public_dir / "home"
+    home.mkdir(mode=0o700)
+    env = palhm_env(public_dir, marker)
+    del env["PALHM_LOCK_DIR"]
+    env.pop("XDG_RUNTIME_DIR", None)
+    env.pop("XDG_STATE_HOME", None)
+    env["HOME"] = str(home)
+    argv = [PALHM, "-f", str(config), "run", "n"]
+    if os.geteuid() == 0:
+        os.chown(home, NOBODY, NOBODY)
+        argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=GUARD)
+    assert result.returncode == 0, result.stderr
+    locks = home / ".local" / "state" / "palhm" / "locks"
+    assert stat.S_IMODE(locks.stat().st_mode) == 0o700
+    assert any(p.name.endswith(".lock") for p in locks.iterdir())
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="runs as root, who always has /run/palhm")
@@ -207,6 +237,8 @@ def test_no_lock_directory_is_one_line_and_exit_2(tmp_path, marker):
     env = palhm_env(tmp_path, marker)
     del env["PALHM_LOCK_DIR"]
     env.pop("XDG_RUNTIME_DIR", None)
+    env.pop("XDG_STATE_HOME", None)
+    env.pop("HOME", None)
     result = palhm("run", "n", config=config, env=env)
     assert result.returncode == 2
     line = one_line(result)
