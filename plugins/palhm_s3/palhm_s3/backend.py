@@ -283,6 +283,10 @@ class S3Backend(Backend):
         if prefix is None:
             return
         copy_key = self._copy_key(prefix)
+        # From here on no upload of this copy starts a request.
+        with self._lock:
+            sinks = list(self._sinks)
+        busy = sum(sink.cancel() for sink in sinks)
         # No longer complete first, then the rest; the marker goes last so
         # that whatever a failure here leaves is removed by the next run.
         self._delete_keys([f"{copy_key}{MANIFEST_NAME}"])
@@ -292,10 +296,8 @@ class S3Backend(Backend):
             self._abort_upload(key, upload_id)
         self._abort_uploads(copy_key)
         keys = self._list_keys(copy_key)
-        with self._lock:
-            busy = sum(not sink.ended for sink in self._sinks)
         if busy:
-            # A stopped run left their requests behind, and one may still
+            # A stopped run left these requests behind, and one may still
             # land: with the marker kept, the next run removes what it adds.
             log.warning(
                 "%s: %d uploads were left under way; the marker stays, so that the next run "

@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import Any
 
 from palhm_core import BackendError, Sink
@@ -92,8 +93,8 @@ class UploadSink(Sink):
         self._jobs: queue.SimpleQueue | None = None
         self._error: BaseException | None = None
         self._finished = False
-        #: close() or abort() returned: no request of this sink is under way.
-        self.ended = False
+        self._requests = 0  # under way
+        self._cancelled = False
 
     # -- the Sink contract ---------------------------------------------------
 
@@ -125,7 +126,7 @@ class UploadSink(Sink):
             self._wait_all()
             self._raise_failure()
             parts = [self._parts[n] for n in sorted(self._parts)]
-            with self.errors(f"cannot complete the upload of {self.where}"):
+            with self._request(f"cannot complete the upload of {self.where}"):
                 self.client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=self.key,
@@ -136,7 +137,6 @@ class UploadSink(Sink):
         self._finished = True
         self._release()
         self.on_done(self.key, self.size)
-        self.ended = True
 
     def abort(self) -> None:
         """Stop sending parts, wait for the ones in flight and abort the
@@ -147,15 +147,37 @@ class UploadSink(Sink):
         self._release()
         if self.upload_id is not None and not self._finished:
             try:
-                with self.errors(f"cannot abort the upload of {self.where}"):
+                with self._request(f"cannot abort the upload of {self.where}"):
                     self.client.abort_multipart_upload(
                         Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
                     )
             except BackendError as e:  # rollback tries again
                 log.debug("%s", e)
-        self.ended = True
+
+    def cancel(self) -> bool:
+        """The copy is being rolled back: no request of this sink starts any
+        more. True if one is still under way (a stopped run left it behind),
+        which may yet store something."""
+        with self._lock:
+            self._cancelled = True
+            return self._requests > 0
 
     # -- internals -----------------------------------------------------------
+
+    @contextmanager
+    def _request(self, what: str):
+        """A request to the server, counted while under way; refused once
+        the sink was cancelled."""
+        with self._lock:
+            if self._cancelled:
+                raise BackendError(f"{what}: the copy is being rolled back")
+            self._requests += 1
+        try:
+            with self.errors(what):
+                yield
+        finally:
+            with self._lock:
+                self._requests -= 1
 
     def _raise_failure(self) -> None:
         if self._error is not None:
@@ -179,7 +201,7 @@ class UploadSink(Sink):
         kwargs = dict(self.extra)
         if self.checksum:
             kwargs["ChecksumAlgorithm"] = self.checksum
-        with self.errors(f"cannot store {self.where}"):
+        with self._request(f"cannot store {self.where}"):
             self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **kwargs)
         log.debug("%s: %d bytes in one PUT", self.where, self.size)
 
@@ -187,7 +209,7 @@ class UploadSink(Sink):
         kwargs = dict(self.extra)
         if self.checksum:
             kwargs["ChecksumAlgorithm"] = self.checksum
-        with self.errors(f"cannot start the upload of {self.where}"):
+        with self._request(f"cannot start the upload of {self.where}"):
             reply = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **kwargs)
         self.upload_id = reply["UploadId"]
         self.on_start(self.key, self.upload_id)
@@ -236,7 +258,7 @@ class UploadSink(Sink):
             if self._error is not None:
                 return
             kwargs = {"ChecksumAlgorithm": self.checksum} if self.checksum else {}
-            with self.errors(f"cannot upload part {number} of {self.where}"):
+            with self._request(f"cannot upload part {number} of {self.where}"):
                 reply = self.client.upload_part(
                     Bucket=self.bucket,
                     Key=self.key,
