@@ -1,8 +1,15 @@
 """Starting child processes so that none outlives PALHM.
 
-Every child is started in a session (and process group) of its own, so that
-PALHM, not the terminal, decides when it stops, and ending the group also ends
-whatever the child started. :class:`Children` keeps every group PALHM started;
+Every child is started in a process group of its own, so that PALHM, not the
+terminal, decides when it stops (a terminal's Ctrl-C reaches PALHM's own group
+only), and ending the group also ends whatever the child started. The groups
+stay in PALHM's session: a session of its own per command would also be a
+scheduling group of its own where the kernel groups sessions (autogroup), and
+a pipeline's commands, each in a group competing with every other session,
+were measured to run up to twice slower than the same shell pipeline on a busy
+machine. (So a command that reads the terminal in an interactive run is
+stopped by SIGTTIN, as a background job is, until its ``timeout`` or a
+Ctrl-C.) :class:`Children` keeps every group PALHM started;
 :meth:`Children.stop` ends them all (SIGTERM, then SIGKILL after a grace
 period) and refuses new ones, which is what rollback and signals use. When a
 child exits, what it left running in its group is killed with it
@@ -11,9 +18,9 @@ A group is signalled only while its leader is not yet reaped (exits are
 watched through a pidfd, which reaps nothing): a reaped leader's PID, and so
 its group's ID, may already belong to someone else.
 
-A command that starts a session of its own (a daemon, as an init script
-started by an update routine) leaves PALHM's groups on purpose and is left
-alone. Under systemd the unit's cgroup ends everything when the unit stops.
+A command that starts a session or process group of its own (a daemon, as an
+init script started by an update routine) leaves PALHM's groups on purpose and
+is left alone. Under systemd the unit's cgroup ends everything when the unit stops.
 
 PALHM killed with SIGKILL (the OOM killer, ``kill -9``) cannot end its
 children itself, so a small guardian process (:class:`_Guardian`), started
@@ -106,7 +113,7 @@ class Children:
         self._guardian: _Guardian | None = None
 
     def spawn(self, argv, *, stdin, stdout, stderr, env=None) -> Child:
-        """Start ``argv`` (no shell) in a new process group."""
+        """Start ``argv`` (no shell) in a new process group of PALHM's session."""
         with self._lock:
             if self.stopping:
                 raise Interrupted(self.signum) if self.signum else Stopping()
@@ -120,11 +127,16 @@ class Children:
                     stderr=stderr,
                     env=env,
                     close_fds=True,
-                    start_new_session=True,
+                    process_group=0,
                 )
             except OSError as e:
                 raise TaskError(f"cannot run {argv[0]!r}: {e.strerror or e}") from None
-            child = Child(proc, argv[0].rsplit("/", 1)[-1])
+            try:
+                child = Child(proc, argv[0].rsplit("/", 1)[-1])
+            except OSError as e:  # no pidfd (out of descriptors): it cannot be watched
+                _killpg(proc.pid, signal.SIGKILL)  # not reaped yet: still its group
+                proc.wait()
+                raise TaskError(f"cannot watch {argv[0]!r}: {e.strerror or e}") from None
             self._live.add(child)
             self._guardian.tell(b"+", proc.pid)
         return child

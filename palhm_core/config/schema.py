@@ -42,8 +42,9 @@ EXEC_KEYS = {
         "type": "integer",
         "minimum": -100,
         "maximum": 100,
-        "description": "The process's stderr goes to PALHM's stderr when the verbosity is at "
-        "least this, else it is discarded. Default 1.",
+        "description": "The process's stderr is passed on to PALHM's stderr, line by line, when "
+        "the verbosity is at least this; else only its last lines are kept, to follow an error "
+        "line. Default 1.",
     },
     "vl-stdout": {
         "type": "integer",
