@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from palhm_core.process import Children
-from palhm_core.signals import POLL, StopSignals, start_helper_thread
+from palhm_core.signals import POLL, StopSignals, start_command_thread, start_helper_thread
 
 T = TypeVar("T")
 
@@ -89,7 +89,7 @@ def build_all(
                         if i not in started:
                             started.add(i)
                             running.add(i)
-                            start_helper_thread(lambda i=i: worker(i), f"palhm-object-{i}")
+                            start_command_thread(lambda i=i: worker(i), f"palhm-object-{i}")
             if not running:
                 break
             try:

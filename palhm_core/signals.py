@@ -19,7 +19,10 @@ run's leftover, which the next run removes.
 The ``sigmask`` builtin blocks signals in the main thread, and the commands
 started afterwards inherit the mask. Helper threads PALHM starts
 (:func:`start_helper_thread`) block the stop signals themselves, so a blocked
-signal cannot be delivered to one of them behind the mask's back.
+signal cannot be delivered to one of them behind the mask's back. Threads that
+start commands (:func:`start_command_thread`) have the main thread's mask
+instead, the one the commands must inherit: so a command gets SIGTERM unless
+``sigmask`` blocked it.
 """
 
 from __future__ import annotations
@@ -179,4 +182,15 @@ def start_helper_thread(target, name: str) -> threading.Thread:
         thread.start()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return thread
+
+
+def start_command_thread(target, name: str) -> threading.Thread:
+    """Start a daemon thread that starts commands (a backup object's
+    pipeline), from the main thread: it has the main thread's signal mask,
+    which the commands it starts inherit (the stop signals are not blocked in
+    them unless the ``sigmask`` builtin blocked them in PALHM)."""
+    assert threading.current_thread() is threading.main_thread()
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
     return thread
