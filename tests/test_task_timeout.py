@@ -178,3 +178,21 @@ def test_a_bad_timeout_is_a_config_error(tmp_path, value, problem):
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"palhm: {config}: tasks[0].timeout: "), line
     assert problem in line and "Traceback" not in result.stderr
+
+
+def test_commands_get_sigterm_first(tmp_path, marker):
+    """The timeout ends commands with SIGTERM, which they can act on (a dump
+    that cleans up), before any SIGKILL."""
+    termed = tmp_path / "TERMED"
+    trap = f"trap 'touch \"{termed}\"; exit 1' TERM; sleep 1000 & wait"
+    root = tmp_path / "root"
+    task = backup_task(
+        "b",
+        objects=[{"path": "x", "pipeline": [inline("sh", "-c", trap), inline("cat")]}],
+        root=str(root),
+    )
+    task["timeout"] = 1
+    result, _ = run(tmp_path, marker, {"tasks": [task]}, "b")
+    assert result.returncode == 1, result.stderr
+    assert termed.exists()
+    assert marked_processes(marker) == []
