@@ -244,7 +244,8 @@ class Backend:
     def open_object(self, prefix: str, path: str) -> IO[bytes]:
         """Open ``ROOT/prefix/path`` for streamed reading (verify, cat and the
         manifest). Reads must be bounded in memory whatever the object's
-        size.
+        size. The core reads the manifests of several copies at once, from
+        threads: this method and the streams it returns must allow that.
 
         :raises FileNotFoundError: no such object.
         """

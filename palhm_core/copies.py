@@ -20,6 +20,7 @@ rotation delete the newest data.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -36,6 +37,8 @@ from palhm_core.manifest import (
 #: How far after now a copy may say it finished before it is future-dated
 #: (clocks of the hosts and storage in one place may differ a little).
 FUTURE_TOLERANCE = timedelta(minutes=5)
+#: Manifests read at a time.
+READERS = 8
 #: Objects named in a reason before "and N more".
 NAMED = 3
 
@@ -49,7 +52,12 @@ def judge_copies(
     host = this_host() if host is None else host
     now = datetime.now(timezone.utc) if now is None else now
     listed = sorted(backend.list_copies(), key=lambda c: c.prefix)
-    return [_judge(backend, c, task, host, now) for c in listed]
+    if sum(c.complete for c in listed) < 2:
+        return [_judge(backend, c, task, host, now) for c in listed]
+    # One manifest read per complete copy: a few at a time, as each may be a
+    # round trip to a server.
+    with ThreadPoolExecutor(READERS) as pool:
+        return list(pool.map(lambda c: _judge(backend, c, task, host, now), listed))
 
 
 def own(copies: list[CopyInfo]) -> list[CopyInfo]:
