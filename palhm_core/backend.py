@@ -154,6 +154,10 @@ class Backend:
     name: ClassVar[str]
     description: ClassVar[str] = ""
     schema: ClassVar[dict[str, Any]] = {"properties": {}}
+    #: How many manifests the core reads at once with :meth:`open_object`
+    #: when it judges the copies: more than 1 for a backend whose every read
+    #: is a round trip to a server (aws-s3 reads 8 at a time).
+    parallel_reads: ClassVar[int] = 1
 
     def __init__(self, params: dict[str, Any], place) -> None:
         """Check ``params`` (the task's ``backend-param``, already valid
@@ -244,8 +248,8 @@ class Backend:
     def open_object(self, prefix: str, path: str) -> IO[bytes]:
         """Open ``ROOT/prefix/path`` for streamed reading (verify, cat and the
         manifest). Reads must be bounded in memory whatever the object's
-        size. The core reads the manifests of several copies at once, from
-        threads: this method and the streams it returns must allow that.
+        size. With :attr:`parallel_reads` above 1, it is called from that
+        many threads at once.
 
         :raises FileNotFoundError: no such object.
         """

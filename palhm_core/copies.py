@@ -37,8 +37,7 @@ from palhm_core.manifest import (
 #: How far after now a copy may say it finished before it is future-dated
 #: (clocks of the hosts and storage in one place may differ a little).
 FUTURE_TOLERANCE = timedelta(minutes=5)
-#: Manifests read at a time.
-READERS = 8
+READ_CHUNK = 1 << 16
 #: Objects named in a reason before "and N more".
 NAMED = 3
 
@@ -52,11 +51,9 @@ def judge_copies(
     host = this_host() if host is None else host
     now = datetime.now(timezone.utc) if now is None else now
     listed = sorted(backend.list_copies(), key=lambda c: c.prefix)
-    if sum(c.complete for c in listed) < 2:
+    if backend.parallel_reads < 2 or sum(c.complete for c in listed) < 2:
         return [_judge(backend, c, task, host, now) for c in listed]
-    # One manifest read per complete copy: a few at a time, as each may be a
-    # round trip to a server.
-    with ThreadPoolExecutor(READERS) as pool:
+    with ThreadPoolExecutor(backend.parallel_reads) as pool:
         return list(pool.map(lambda c: _judge(backend, c, task, host, now), listed))
 
 
@@ -86,7 +83,7 @@ def _judge(backend: Backend, copy: CopyInfo, task: str, host: str, now: datetime
         return replace(copy, state="incomplete", why="")
     try:
         with backend.open_object(copy.prefix, MANIFEST_NAME) as f:
-            data = f.read(MANIFEST_MAX_BYTES + 1)
+            data = _read_bounded(f)
     except FileNotFoundError:
         return replace(copy, state="incomplete", why="")
     except (OSError, PalhmError) as e:
@@ -109,6 +106,19 @@ def _judge(backend: Backend, copy: CopyInfo, task: str, host: str, now: datetime
     return replace(
         copy, state="complete", why="", manifest=manifest, future=finished > now + FUTURE_TOLERANCE
     )
+
+
+def _read_bounded(f) -> bytes:
+    """All of ``f``, or the first :data:`MANIFEST_MAX_BYTES` + 1 bytes."""
+    chunks = []
+    size = 0
+    while size <= MANIFEST_MAX_BYTES:
+        chunk = f.read(READ_CHUNK)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _damaged(copy: CopyInfo, why: str) -> CopyInfo:

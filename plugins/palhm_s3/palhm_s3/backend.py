@@ -65,6 +65,7 @@ class S3Backend(Backend):
         "multipart uploads with bounded memory."
     )
     schema = SCHEMA
+    parallel_reads = 8
 
     def __init__(self, params, place):
         super().__init__(params, place)
