@@ -149,14 +149,14 @@ class Sink:
 
 class Backend:
     """Base class of backends. Subclasses set ``name``, ``description`` and
-    ``schema`` (see :func:`palhm_core.hookspecs.palhm_backends`)."""
+    ``schema`` (see :func:`palhm_core.hookspecs.palhm_backends`), and may set
+    ``parallel_reads``: how many manifests the core reads at once with
+    :meth:`open_object` when it judges the copies (default 1; more for a
+    backend whose every read is a round trip to a server: aws-s3 sets 8)."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     schema: ClassVar[dict[str, Any]] = {"properties": {}}
-    #: How many manifests the core reads at once with :meth:`open_object`
-    #: when it judges the copies: more than 1 for a backend whose every read
-    #: is a round trip to a server (aws-s3 reads 8 at a time).
     parallel_reads: ClassVar[int] = 1
 
     def __init__(self, params: dict[str, Any], place) -> None:
