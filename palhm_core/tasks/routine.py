@@ -9,6 +9,7 @@ backend, but runs no exec and calls no builtin: it never updates or reboots.
 from __future__ import annotations
 
 import subprocess
+from functools import partial
 
 from palhm_core.errors import TaskError
 from palhm_core.hookspecs import hookimpl
@@ -85,7 +86,9 @@ class RoutineTask(Task):
         finally:
             relay.child_started()
         try:
-            rc = ctx.children.wait(child, ex.timeout)
+            # Through signals.call: a stop is not held up by a command that
+            # cannot be killed at once (uninterruptible sleep).
+            rc = ctx.signals.call(partial(ctx.children.wait, child, ex.timeout), ex.label)
         except TimedOut as e:
             raise TaskError(f"task {self.id!r}: {e}{_said(relay)}") from None
         finally:
