@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from palhm_core.backend import Backend, CopyInfo
-from palhm_core.copies import own
 from palhm_core.errors import PalhmError
 from palhm_core.manifest import MANIFEST_NAME
 
@@ -27,20 +26,27 @@ class Problem:
 
 
 def pick_copies(
-    copies: list[CopyInfo], backend: Backend, prefix: str | None, everything: bool
+    copies: list[CopyInfo],
+    backend: Backend,
+    prefix: str | None,
+    everything: bool,
+    *,
+    damaged: bool = False,
 ) -> list[CopyInfo]:
     """The copies a command names among ``copies`` (as
-    :func:`palhm_core.copies.judge_copies` gives them): every complete copy
-    of the task (and every damaged one, for verify to report), one PREFIX,
-    or the newest complete copy that is not future-dated (``None`` or
-    ``latest``)."""
+    :func:`palhm_core.copies.judge_copies` gives them): every complete or
+    damaged copy (``everything``), one PREFIX, or the newest complete copy
+    that is not future-dated (``None`` or ``latest``). With ``damaged``,
+    the newest may also be a damaged copy whose manifest is the task's:
+    verify reports it rather than pass over it."""
     if everything:
         return [c for c in copies if c.state in ("complete", "damaged")]
     if prefix is None or prefix == "latest":
-        counted = own(copies)
-        if not counted:
+        wanted = {"complete", "damaged"} if damaged else {"complete"}
+        newest = [c for c in copies if c.state in wanted and c.manifest and not c.future]
+        if not newest:
             raise PalhmError(f"no complete copy of this task on {backend.describe()}")
-        return [counted[-1]]
+        return newest[-1:]
     for c in copies:
         if c.prefix == prefix:
             if c.state == "incomplete":

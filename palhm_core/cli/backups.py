@@ -17,7 +17,11 @@ def add_parser(sub) -> None:
     ver.add_argument("task", metavar="TASK")
     which = ver.add_mutually_exclusive_group()
     which.add_argument("prefix", nargs="?", metavar="PREFIX", help="one copy")
-    which.add_argument("--latest", action="store_true", help="the newest complete copy (default)")
+    which.add_argument(
+        "--latest",
+        action="store_true",
+        help="the newest copy of the task, complete or damaged (default)",
+    )
     which.add_argument("--all", action="store_true", help="every complete copy")
     ver.set_defaults(func=cmd_verify)
     cat = bsub.add_parser("cat", help="write one object to stdout, checking its SHA-256")
@@ -128,7 +132,7 @@ def cmd_verify(args) -> int:
     problems = []
     try:
         copies = judge_copies(backend, task.id)
-        for copy in pick_copies(copies, backend, args.prefix, args.all):
+        for copy in pick_copies(copies, backend, args.prefix, args.all, damaged=True):
             count, found = verify_copy(backend, copy)
             problems += found
             state = f"{count} objects, " + ("OK" if not found else f"{len(found)} bad")
