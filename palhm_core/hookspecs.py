@@ -109,8 +109,10 @@ def palhm_task_finished(task: Task, report: dict[str, Any] | None) -> None:
 
     :param task: the task.
     :param report: for a backup task, the run report (objects with path, bytes,
-        SHA-256, seconds and exit codes; totals; copies rotated away); ``None``
-        for task types that make none.
+        SHA-256, seconds and exit codes; totals; copies rotated away; the
+        PREFIXes of the copies rotation left alone, in ``future-copies``,
+        ``damaged-copies`` and ``foreign-copies``); ``None`` for task types
+        that make none.
     """
 
 
