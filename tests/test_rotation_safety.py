@@ -267,3 +267,15 @@ def test_storage_sizes_are_measured_not_read_from_the_manifest(tmp_path):
         _run(conf, "db")
     assert {truncated, extra} <= set(copies(root))
     assert len(copies(root)) == 4  # the two damaged ones, and the limit of good ones
+
+
+def test_a_copy_too_deep_to_measure_is_damaged_not_a_traceback(tmp_path):
+    root = tmp_path / "root"
+    conf = _config(tmp_path, root, _task("db", root, **{"nb-copy-limit": 1}))
+    _run(conf, "db")
+    (deep,) = copies(root)
+    (root / deep / "/".join(["d"] * 300)).mkdir(parents=True)
+    stderr = _run(conf, "db")
+    assert f"copy {deep} is damaged, never counted or rotated: " in stderr
+    assert deep in copies(root)
+    assert _listed(conf, "db")[deep]["why"] == "the backend cannot tell what the copy holds"

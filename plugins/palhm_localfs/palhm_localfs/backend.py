@@ -388,11 +388,19 @@ class LocalFsBackend(Backend):
 
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+#: Directories inside a copy deeper than this make it unmeasurable (damaged).
+MAX_DEPTH = 256
 
 
-def _measure(dir_fd: int, base: str) -> dict[str, int]:
+def _measure(dir_fd: int, base: str, depth: int = 0) -> dict[str, int]:
     """The size of every regular file under the directory ``dir_fd``, by
-    ``/``-separated path; symlinks and other special files are not counted."""
+    ``/``-separated path; symlinks and other special files are not counted.
+
+    :raises OSError: also for directories nested deeper than
+        :data:`MAX_DEPTH`, which PALHM does not make.
+    """
+    if depth > MAX_DEPTH:
+        raise OSError(errno.ELOOP, f"directories nested deeper than {MAX_DEPTH}")
     files = {}
     with os.scandir(dir_fd) as it:
         entries = list(it)
@@ -400,7 +408,7 @@ def _measure(dir_fd: int, base: str) -> dict[str, int]:
         if entry.is_dir(follow_symlinks=False):
             fd = os.open(entry.name, _DIR | os.O_NOFOLLOW, dir_fd=dir_fd)
             try:
-                files.update(_measure(fd, f"{base}{entry.name}/"))
+                files.update(_measure(fd, f"{base}{entry.name}/", depth + 1))
             finally:
                 os.close(fd)
         elif entry.is_file(follow_symlinks=False):
