@@ -82,7 +82,8 @@ def verify_copy(backend: Backend, copy: CopyInfo) -> tuple[int, list[Problem]]:
     reason; one whose manifest is this task's is checked object by object,
     and is a problem even if every object it names is whole."""
     if copy.manifest is None:
-        return 0, [Problem(copy.prefix, MANIFEST_NAME, f"damaged: {copy.why}")]
+        why = copy.why.removeprefix(f"{MANIFEST_NAME}: ")
+        return 0, [Problem(copy.prefix, MANIFEST_NAME, f"damaged: {why}")]
     problems = []
     for entry in copy.manifest["objects"]:
         path = entry["path"]
