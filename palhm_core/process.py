@@ -104,6 +104,9 @@ class TimedOut(TaskError):
 
 
 class Children:
+    """Every command a run started: :meth:`spawn` one, :meth:`wait` for it
+    (with an optional timeout), :meth:`stop` them all."""
+
     def __init__(self):
         self._lock = threading.Lock()
         self._live: set[Child] = set()
