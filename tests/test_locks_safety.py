@@ -231,16 +231,20 @@ def test_a_user_crontab_locks_in_the_home(public_dir, marker):
     assert any(p.name.endswith(".lock") for p in locks.iterdir())
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="runs as root, who always has /run/palhm")
-def test_no_lock_directory_is_one_line_and_exit_2(tmp_path, marker):
-    config = write_config(tmp_path, {"tasks": [quick_null_task()]})
-    env = palhm_env(tmp_path, marker)
+def test_no_lock_directory_is_one_line_and_exit_2(public_dir, marker):
+    """A user with neither a runtime directory nor a home (as root, the run
+    is made as user nobody, since root always has /run/palhm)."""
+    config = write_config(public_dir, {"tasks": [quick_null_task()]})
+    os.chmod(config, 0o644)
+    env = palhm_env(public_dir, marker)
     del env["PALHM_LOCK_DIR"]
-    env.pop("XDG_RUNTIME_DIR", None)
-    env.pop("XDG_STATE_HOME", None)
-    env.pop("HOME", None)
-    result = palhm("run", "n", config=config, env=env)
-    assert result.returncode == 2
+    for name in ("XDG_RUNTIME_DIR", "XDG_STATE_HOME", "HOME"):
+        env.pop(name, None)
+    argv = [PALHM, "-f", str(config), "run", "n"]
+    if os.geteuid() == 0:
+        argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=GUARD)
+    assert result.returncode == 2, result.stderr
     line = one_line(result)
     assert "no lock directory" in line and "--lock-dir" in line
 
