@@ -45,6 +45,13 @@ import weakref
 
 from palhm_core.errors import Interrupted, TaskError
 
+#: How a command gets a process group of its own: in PALHM's session where
+#: Python can (3.11 and newer), else in a session of its own (Python 3.10).
+if sys.version_info >= (3, 11):
+    OWN_GROUP = {"process_group": 0}
+else:
+    OWN_GROUP = {"start_new_session": True}
+
 #: Seconds a process group has between SIGTERM and SIGKILL when a command
 #: timed out.
 GRACE = 2.0
@@ -130,7 +137,7 @@ class Children:
                     stderr=stderr,
                     env=env,
                     close_fds=True,
-                    process_group=0,
+                    **OWN_GROUP,
                 )
             except OSError as e:
                 raise TaskError(f"cannot run {argv[0]!r}: {e.strerror or e}") from None

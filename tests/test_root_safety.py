@@ -190,3 +190,25 @@ def test_root_swapped_mid_run_changes_nothing(tmp_path):
     (made,) = copies(moved)  # rotated down to 1 there: the first one went
     assert made != first
     assert (moved / made / "data").read_text() == "late\n"
+
+
+def test_a_leftover_holding_symlinks_is_removed_without_following_them(tmp_path):
+    """A killed run's staging directory, tampered to hold symlinks to a
+    directory and to a file elsewhere: the next run removes the links, never
+    what they point to."""
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    (outside / "keep").mkdir(parents=True)
+    (outside / "keep" / "precious").write_text("precious")
+    leftover = root / ".palhm-partial.2026-01-01T00:00:00+00:00.deadbeef"
+    (leftover / "sub").mkdir(parents=True)
+    (leftover / "sub" / "dirlink").symlink_to(outside)
+    (leftover / "filelink").symlink_to(outside / "keep" / "precious")
+    (leftover / "sub" / "object").write_text("partial")
+    config = _config(tmp_path, root)
+    result = run_palhm("-v", "run", "db", config=config)
+    assert result.returncode == 0, result.stderr
+    assert "leftover" in result.stderr
+    assert not leftover.exists()
+    assert _tree(outside) == {"keep": None, "keep/precious": b"precious"}
+    assert len(copies(root)) == 1

@@ -12,7 +12,6 @@ import errno
 import fcntl
 import os
 import secrets
-import shutil
 
 from palhm_core import Backend, BackendError, CopyInfo, PrefixExists, Sink
 from palhm_core.config.values import parse_mode
@@ -369,14 +368,29 @@ class LocalFsBackend(Backend):
         return True
 
     def _rmtree(self, name: str) -> None:
-        """Remove ``ROOT/name`` through descriptors (no path is followed)."""
+        """Remove ``ROOT/name`` through descriptors: no symlink is followed,
+        no path resolved again (``os.fwalk``, deepest directories first)."""
 
-        def onerror(func, p, exc_info):
-            e = exc_info[1]
+        def remove(func, top: str, entry: str, dir_fd: int) -> None:
+            try:
+                func(entry, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise _fail("cannot remove", self._path(top, entry), e) from None
+
+        def walk_error(e: OSError) -> None:
             if not isinstance(e, FileNotFoundError):
-                raise _fail("cannot remove", self._path(p), e)
+                raise _fail("cannot remove", self._path(name), e)
 
-        shutil.rmtree(name, onerror=onerror, dir_fd=self.fd)
+        for top, dirs, files, dir_fd in os.fwalk(
+            name, topdown=False, onerror=walk_error, dir_fd=self.fd
+        ):
+            for entry in files:
+                remove(os.unlink, top, entry, dir_fd)
+            for entry in dirs:  # a symlink to a directory is listed here, not followed
+                remove(_rmdir_or_unlink, top, entry, dir_fd)
+        remove(os.rmdir, "", name, self.fd)
 
     @staticmethod
     def _sync_dir(name: str, dir_fd: int) -> None:
@@ -388,6 +402,15 @@ class LocalFsBackend(Backend):
 
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _rmdir_or_unlink(name: str, dir_fd: int) -> None:
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except NotADirectoryError:
+        os.unlink(name, dir_fd=dir_fd)
+
+
 #: Directories inside a copy deeper than this make it unmeasurable (damaged).
 MAX_DEPTH = 256
 
