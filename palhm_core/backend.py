@@ -134,10 +134,13 @@ class Sink:
     def read_back(self, offset: int, buf: memoryview) -> int:
         """Read stored bytes from ``offset`` (from the object's start) into
         ``buf``; return how many (fewer only past the end of what was
-        stored). Called only for bytes :meth:`splice` stored, right after it
-        stored them, so they are normally still in the page cache; a sink
-        may use the call as the hint that the core is done with the bytes
-        before ``offset`` (to start writing them back to disk)."""
+        stored). Called only for bytes :meth:`splice` stored, in order, soon
+        after it stored them, so they are normally still in the page cache:
+        between two splices, or from one helper thread while :meth:`splice`
+        goes on storing later bytes in the pipeline's thread (a sink must
+        allow that). A sink may use the call as the hint that the core is
+        done with the bytes before ``offset`` (to start writing them back to
+        disk)."""
         raise NotImplementedError
 
     def close(self) -> None:

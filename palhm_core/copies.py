@@ -20,7 +20,6 @@ rotation delete the newest data.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -53,6 +52,9 @@ def judge_copies(
     listed = sorted(backend.list_copies(), key=lambda c: c.prefix)
     if backend.parallel_reads < 2 or sum(c.complete for c in listed) < 2:
         return [_judge(backend, c, task, host, now) for c in listed]
+    # Imported here: most runs never read in parallel, and start faster without it.
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(backend.parallel_reads) as pool:
         return list(pool.map(lambda c: _judge(backend, c, task, host, now), listed))
 

@@ -12,7 +12,10 @@ the copy was committed. PALHM moves the bytes from the pipe (enlarged to
 - a sink that can take bytes from a pipe (:meth:`Sink.splice`, a local file)
   has the kernel move them (``os.splice``), and PALHM hashes the range just
   stored, read back from the page cache into one reused buffer (measured
-  faster than mapping the range: the buffer stays in the CPU's cache);
+  faster than mapping the range: the buffer stays in the CPU's cache); once
+  the hashing is what holds the producer back (:data:`BEHIND`), a helper
+  thread hashes while this one moves the next bytes
+  (:mod:`palhm_core.readback`);
 - otherwise PALHM reads the pipe into one reused buffer, hashes it and
   writes it to the sink.
 
@@ -44,9 +47,16 @@ from palhm_core.backend import Sink
 from palhm_core.errors import BackendError, TaskError
 from palhm_core.execs import Exec
 from palhm_core.process import GRACE, MAX_POLL_MS, Child, Children, describe_status, end_groups
+from palhm_core.readback import StoredHasher
 from palhm_core.tail import StderrRelay
 
 PIPE_SIZE = 1 << 20
+#: PALHM hashes the bytes it stored in the thread that moves them until this
+#: many splices in a row found a whole block waiting in the pipe (PALHM, not
+#: the producer, is the slower side), and from then on in a helper thread
+#: (:mod:`palhm_core.readback`). A slow producer (``zstd``) keeps the hashing
+#: in one thread: a second one would only cost CPU time the producer needs.
+BEHIND = 4
 #: From this verbosity on (``-v``), relayed stderr lines start with the
 #: command's name.
 VL_PREFIX = 4
@@ -113,8 +123,7 @@ def run_pipeline(
                     os.close(read_fd)
                 read_fd = next_read
         watch = _Watch(execs, procs, started)
-        hasher = hashlib.sha256()
-        size = _store(read_fd, sink, hasher, block_size, progress, watch)
+        size, digest = _store(read_fd, sink, block_size, progress, watch)
         watch.wait_exits()
         codes = [children.wait(p) for p in procs]
     except BaseException as e:
@@ -132,7 +141,7 @@ def run_pipeline(
     for relay in relays:
         relay.finish()
     _check_exit_codes(execs, codes, relays)
-    return PipelineResult(size, hasher.hexdigest(), time.monotonic() - started, codes)
+    return PipelineResult(size, digest, time.monotonic() - started, codes)
 
 
 def _grow_pipe(fd: int) -> None:
@@ -207,35 +216,52 @@ class _Watch:
             self.check()
 
 
-def _store(fd: int, sink: Sink, hasher, block_size: int, progress: Progress, watch) -> int:
-    """Move the pipe's bytes into ``sink`` until its end; hash them; the size."""
+def _store(
+    fd: int, sink: Sink, block_size: int, progress: Progress, watch: _Watch
+) -> tuple[int, str]:
+    """Move the pipe's bytes into ``sink`` until its end; hash them; the size
+    and the SHA-256."""
     buf = memoryview(bytearray(block_size))
+    hasher = hashlib.sha256()
     poller = watch.poller()
     poller.register(fd, select.POLLIN)
     size = 0
     splicing = True
-    while True:
-        ready = [ev_fd for ev_fd, _ in poller.poll(watch.wait_ms())]
-        watch.events(poller, ready)
-        watch.check()
-        if fd not in ready:
-            continue
-        if splicing:
-            n = sink.splice(fd, block_size)
-            if n is None:  # this sink cannot: relay the rest through buf
-                splicing = False
+    full = 0  # splices in a row that found a whole block in the pipe
+    stored = None  # the StoredHasher, once PALHM fell behind the producer
+    try:
+        while True:
+            ready = [ev_fd for ev_fd, _ in poller.poll(watch.wait_ms())]
+            watch.events(poller, ready)
+            watch.check()
+            if fd not in ready:
                 continue
-            _hash_stored(sink, size, n, buf, hasher, progress.path)
-        else:
-            n = os.readv(fd, [buf])
-            if n:
-                hasher.update(buf[:n])
-                _write(sink, buf[:n], progress.path)
-        if not n:
-            watch.eof = True
-            return size
-        size += n
-        progress.bytes = size
+            if not splicing:
+                n = os.readv(fd, [buf])
+                if n:
+                    hasher.update(buf[:n])
+                    _write(sink, buf[:n], progress.path)
+            else:
+                n = sink.splice(fd, block_size)
+                if n is None:  # this sink cannot: relay the rest through buf
+                    splicing = False
+                    continue
+                full = full + 1 if n == block_size else 0
+                if stored is None and full >= BEHIND:
+                    stored = StoredHasher(sink, buf, progress.path, hasher, size)
+                if stored is not None:
+                    stored.stored(size + n)
+                else:
+                    _hash_stored(sink, size, n, buf, hasher, progress.path)
+            if not n:
+                watch.eof = True
+                return size, stored.finish() if stored else hasher.hexdigest()
+            size += n
+            progress.bytes = size
+    except BaseException:
+        if stored is not None:
+            stored.stop()
+        raise
 
 
 def _hash_stored(sink: Sink, offset: int, n: int, buf: memoryview, hasher, path: str) -> None:

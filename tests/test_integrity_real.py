@@ -108,6 +108,29 @@ def test_a_program_that_seeks_in_a_regular_file_writes_as_into_a_pipe(tmp_path):
     check_copy(tmp_path, backup(tmp_path, stages), expected)
 
 
+#: Writes about 90 MiB of random bytes in writes of random sizes, some
+#: paused: more than PALHM's hashing may lag behind its storing
+#: (:data:`palhm_core.readback.MAX_LAG`), in pieces that end anywhere.
+UNEVEN_WRITER = """
+import os, random, time
+rnd = random.Random(12)
+left = 90 * 2**20 + 12345
+while left:
+    n = min(left, rnd.choice((1, 4095, 65536, 300001, 2**20 + 7, 9 * 2**20)))
+    os.write(1, rnd.randbytes(n))
+    left -= n
+    if rnd.random() < 0.01:
+        time.sleep(0.01)
+"""
+
+
+def test_a_large_object_written_unevenly_is_hashed_as_stored(tmp_path):
+    stages = [[PY, "-c", UNEVEN_WRITER]]
+    expected = through_shell(stages, tmp_path / "shell.out")
+    assert len(expected) == 90 * 2**20 + 12345
+    check_copy(tmp_path, backup(tmp_path, stages), expected)
+
+
 def test_a_background_writer_is_waited_for(tmp_path):
     """The leader exits at once; its background child writes later, then
     leaves a mark and exits. The run ends after the pipe's end, as the shell
