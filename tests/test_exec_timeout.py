@@ -5,13 +5,13 @@ back and no process is left behind."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 from conftest import backup_task, copies, inline, run_palhm, write_config
+from timers_util import marked_processes
 
 
 def marked() -> str:
@@ -19,28 +19,10 @@ def marked() -> str:
     return f"palhm-test-{uuid.uuid4().hex}"
 
 
-def processes_with(word: str) -> list[int]:
-    """PIDs of the live processes (not zombies) whose argv holds ``word``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read()
-            with open(f"/proc/{entry}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:  # gone meanwhile
-            continue
-        if word.encode() in argv and state != "Z":
-            found.append(int(entry))
-    return found
-
-
 def wait_until_gone(word: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while processes_with(word):
-        assert time.monotonic() < deadline, f"processes of {word} still run: {processes_with(word)}"
+    while marked_processes(word):
+        assert time.monotonic() < deadline, f"still running: {marked_processes(word)}"
         time.sleep(0.05)
 
 

@@ -128,9 +128,9 @@ def test_report_and_metrics_are_mode_0600(tmp_path):
     )
     report, metrics = tmp_path / "report.json", tmp_path / "metrics"
     metrics.mkdir()
-    old = os.umask(0o022)
-    try:
-        result = run_palhm(
+
+    def run():
+        return run_palhm(
             "run",
             "--report",
             report,
@@ -140,6 +140,10 @@ def test_report_and_metrics_are_mode_0600(tmp_path):
             config=config,
             env={"PALHM_LOCK_DIR": str(tmp_path / "locks")},
         )
+
+    old = os.umask(0o022)
+    try:
+        result = run()
     finally:
         os.umask(old)
     assert result.returncode == 0, result.stderr
@@ -150,16 +154,7 @@ def test_report_and_metrics_are_mode_0600(tmp_path):
     # an old world-readable report does not.
     os.chmod(prom, 0o644)
     os.chmod(report, 0o644)
-    again = run_palhm(
-        "run",
-        "--report",
-        report,
-        "--metrics-dir",
-        metrics,
-        "r",
-        config=config,
-        env={"PALHM_LOCK_DIR": str(tmp_path / "locks")},
-    )
+    again = run()
     assert again.returncode == 0, again.stderr
     assert stat.S_IMODE(prom.stat().st_mode) == 0o644
     assert stat.S_IMODE(report.stat().st_mode) == 0o600

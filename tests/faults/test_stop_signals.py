@@ -255,27 +255,34 @@ def test_sigterm_during_rotation(tmp_path, fault_bucket, release):
     assert f"{BASE}/{JOURNAL_NAME}" not in bucket.keys(f"{BASE}/")
 
 
-def test_sigterm_while_the_manifest_is_written(tmp_path, fault_bucket):
-    bucket = fault_bucket
-    direct = config(tmp_path, bucket, SMALL, "direct.jsonc")
-    gate = Gate(MANIFEST)
+def _stop_while_held(tmp_path, bucket: FaultBucket, name: str):
+    """Run the backup through a proxy that holds back the PUT of ``name``,
+    SIGTERM PALHM while it is held, then let the PUT land; the process, the
+    seconds the stop took and PALHM's stderr."""
+    gate = Gate(name)
     with FlakyProxy(bucket.endpoint, fails=gate) as proxy:
         proxied = config(tmp_path, bucket, SMALL, "proxied.jsonc")
         proxied.write_text(proxied.read_text().replace(bucket.endpoint, proxy.endpoint))
-        err = tmp_path / "commit.stderr"
+        err = tmp_path / "stopped.stderr"
         with open(err, "wb") as f:
             proc = start_palhm("run", "backup", config=proxied, stderr=f)
         try:
-            wait_until(gate.reached.is_set, "the manifest's PUT", proc)
+            wait_until(gate.reached.is_set, f"the PUT of {name}", proc)
             took = stop_and_time(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
             gate.opened.set()
-        wait_until(lambda: any(MANIFEST in n for n in prefixes(bucket).values()), "the manifest")
+        wait_until(lambda: any(name in n for n in prefixes(bucket).values()), f"{name} landing")
     FIGURES.trials += 1
     FIGURES.palhm_runs += 1
-    stderr = err.read_text(errors="replace")
+    return proc, took, err.read_text(errors="replace")
+
+
+def test_sigterm_while_the_manifest_is_written(tmp_path, fault_bucket):
+    bucket = fault_bucket
+    direct = config(tmp_path, bucket, SMALL, "direct.jsonc")
+    proc, took, stderr = _stop_while_held(tmp_path, bucket, MANIFEST)
     assert not count_tracebacks(stderr), stderr
     assert proc.returncode == 143, stderr
     assert took < STOP_BOUND, stderr
@@ -299,24 +306,7 @@ def test_an_upload_left_behind_that_lands_late_is_removed_by_the_next_run(tmp_pa
     that object would be an unknown key PALHM never touches)."""
     bucket = fault_bucket
     direct = config(tmp_path, bucket, SMALL, "direct.jsonc")
-    gate = Gate("etc")
-    with FlakyProxy(bucket.endpoint, fails=gate) as proxy:
-        proxied = config(tmp_path, bucket, SMALL, "proxied.jsonc")
-        proxied.write_text(proxied.read_text().replace(bucket.endpoint, proxy.endpoint))
-        err = tmp_path / "late.stderr"
-        with open(err, "wb") as f:
-            proc = start_palhm("run", "backup", config=proxied, stderr=f)
-        try:
-            wait_until(gate.reached.is_set, "the object's PUT", proc)
-            took = stop_and_time(proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            gate.opened.set()
-        wait_until(lambda: any("etc" in n for n in prefixes(bucket).values()), "the late PUT")
-    FIGURES.trials += 1
-    FIGURES.palhm_runs += 1
-    stderr = err.read_text(errors="replace")
+    proc, took, stderr = _stop_while_held(tmp_path, bucket, "etc")
     assert not count_tracebacks(stderr), stderr
     assert proc.returncode == 143, stderr
     assert took < STOP_BOUND, stderr
