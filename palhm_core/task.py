@@ -15,6 +15,7 @@ from palhm_core.errors import TaskError
 from palhm_core.process import Children
 
 if TYPE_CHECKING:
+    from palhm_core.backend import Backend
     from palhm_core.config.loader import LoadContext
     from palhm_core.config.place import Place
     from palhm_core.plugins import Plugins
@@ -62,6 +63,30 @@ class TaskTimedOut(TaskError):
     """A task ran past its ``timeout``."""
 
 
+@dataclass
+class PlanStep:
+    """One step of :meth:`Task.plan`: what ``palhm plan`` shows.
+
+    :param kind: what the step does: ``"exec"`` (a command), ``"task"``
+        (another task), ``"builtin"`` (a builtin function), ``"group"`` (a
+        group of backup objects), ``"object"`` (a backup object, the output of
+        a pipeline); a task type may name kinds of its own.
+    :param text: the line shown for the step (the core hides secrets in it).
+    :param commands: the argv of every command the step starts, in pipeline
+        order.
+    :param task: for a ``"task"`` step, the id of the task it runs: ``palhm
+        plan`` shows that task's plan beneath it.
+    :param steps: the steps within this one (a group's objects), shown
+        indented beneath it.
+    """
+
+    kind: str
+    text: str
+    commands: list[list[str]] = field(default_factory=list)
+    task: str | None = None
+    steps: list[PlanStep] = field(default_factory=list)
+
+
 class Task:
     """Base class of task types.
 
@@ -99,6 +124,11 @@ class Task:
         """
         raise NotImplementedError
 
-    def plan(self) -> list[str]:
-        """What :meth:`run` would do, one line per step, running nothing."""
+    def plan(self) -> list[PlanStep]:
+        """What :meth:`run` would do, step by step, running nothing."""
         return []
+
+    def storage(self) -> Backend | None:
+        """The backend holding this task's copies (``palhm backups``), or
+        None for a task that makes no copies."""
+        return None

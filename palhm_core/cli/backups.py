@@ -38,16 +38,17 @@ def _backend(args):
 
     _, conf, _ = load_config(args)
     task = conf.task(args.task)
-    backend = getattr(task, "backend", None)
+    backend = task.storage()
     if backend is None:
         raise UsageError(f"task {task.id!r} is a {task.name} task: it makes no copies")
     return task, backend
 
 
 def _keeps_nothing(task, backend) -> bool:
-    if backend.name == "null":
+    if backend.stores_nothing:
         print(
-            f"task {task.id!r} uses the null backend: it keeps no copies, nothing to check",
+            f"task {task.id!r} uses the {backend.name} backend: it keeps no copies, "
+            "nothing to check",
             file=sys.stderr,
         )
         return True
@@ -152,8 +153,8 @@ def cmd_cat(args) -> int:
     from palhm_core.verify import pick_copies, stream
 
     task, backend = _backend(args)
-    if backend.name == "null":
-        raise PalhmError(f"task {task.id!r} uses the null backend: it keeps no copies")
+    if backend.stores_nothing:
+        raise PalhmError(f"task {task.id!r} uses the {backend.name} backend: it keeps no copies")
     backend.open()
     try:
         (copy,) = pick_copies(judge_copies(backend, task.id), backend, args.prefix, False)

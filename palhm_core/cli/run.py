@@ -237,14 +237,18 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def _plan_lines(task) -> list[str]:
-    from palhm_core.redact import redact
-
-    return [redact(line) for line in task.plan()]
+def _lines(steps, depth: int = 0):
+    """(depth, step) of every step, a step's own steps after it."""
+    for step in steps:
+        yield depth, step
+        yield from _lines(step.steps, depth + 1)
 
 
 def _plan_doc(task) -> dict:
-    return {"task": task.id, "type": task.name, "steps": _plan_lines(task)}
+    from palhm_core.redact import redact
+
+    steps = ["  " * depth + redact(step.text) for depth, step in _lines(task.plan())]
+    return {"task": task.id, "type": task.name, "steps": steps}
 
 
 def _collect(task, tasks, out: dict) -> None:
@@ -256,15 +260,13 @@ def _collect(task, tasks, out: dict) -> None:
 
 
 def _print_plan(task, tasks, depth: int, path: list[str]) -> None:
-    """The plan's lines; a task step is followed by that task's plan."""
-    pointers = [target for target, _ in task.pointers()]
-    k = 0
-    pad = "  " * depth
-    for line, raw in zip(_plan_lines(task), task.plan(), strict=True):
-        print(pad + line)
-        if k < len(pointers) and raw == f"task {pointers[k]}":
-            target = tasks.get(pointers[k])
-            k += 1
-            if target is not None and target.id not in path:
-                print(f"{pad}  {target.id} ({target.name})")
-                _print_plan(target, tasks, depth + 2, [*path, target.id])
+    """The plan's steps; a task step is followed by that task's plan."""
+    from palhm_core.redact import redact
+
+    for level, step in _lines(task.plan(), depth):
+        pad = "  " * level
+        print(pad + redact(step.text))
+        target = tasks.get(step.task) if step.task is not None else None
+        if target is not None and target.id not in path:
+            print(f"{pad}  {target.id} ({target.name})")
+            _print_plan(target, tasks, level + 2, [*path, target.id])

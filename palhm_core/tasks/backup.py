@@ -8,20 +8,21 @@ the copy back; older copies are never touched by a failed run.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 
-from palhm_core.backend import Backend, PrefixExists
+from palhm_core.backend import Backend, CopyInfo, CopyWriter, PrefixExists, StorageFull
 from palhm_core.config.values import parse_limit
 from palhm_core.copies import judge_copies, warnings
 from palhm_core.errors import BackendError, TaskError
 from palhm_core.hookspecs import hookimpl
 from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME, make_manifest, manifest_bytes, sums_bytes
 from palhm_core.pipeline import Progress, run_pipeline
-from palhm_core.rotation import rotate
+from palhm_core.rotation import decide
 from palhm_core.scheduler import build_all
 from palhm_core.signals import FINISH_WAIT
-from palhm_core.task import RunContext, Task
+from palhm_core.task import PlanStep, RunContext, Task
 from palhm_core.tasks.objects import (
     DEFAULT_GROUP,
     BackupObject,
@@ -31,7 +32,6 @@ from palhm_core.tasks.objects import (
     check_paths_distinct,
 )
 
-DEFAULT_BLOCK_SIZE = 1 << 20
 PREFIX_ATTEMPTS = 3
 
 
@@ -110,7 +110,6 @@ class BackupTask(Task):
         self.root_size_limit = parse_limit(
             params.get("root-size-limit"), pplace / "root-size-limit"
         )
-        self.block_size = params.get("block-size", DEFAULT_BLOCK_SIZE)
         prefix_conf = dict(params.get("prefix", {}))
         gen_cls = ctx.plugins.lookup(
             "prefix generator", prefix_conf.pop("type", "iso8601"), pplace / "prefix" / "type"
@@ -131,7 +130,7 @@ class BackupTask(Task):
             ]
             self.objects.append(
                 BackupObject(
-                    check_path(oc["path"], oplace / "path"),
+                    check_path(oc["path"], oplace / "path", self.backend.reserved_names),
                     group,
                     execs,
                     oc.get("alloc-size"),
@@ -141,37 +140,63 @@ class BackupTask(Task):
         check_paths_distinct(self.objects)
 
     def plan(self):
-        lines = []
+        steps = []
         for gid in build_order(self.groups):
             objs = [o for o in self.objects if o.group == gid]
             if not objs:
                 continue
             deps = self.groups[gid]
-            lines.append(f"group {gid}" + (f" (after {', '.join(deps)})" if deps else ""))
-            for obj in objs:
-                pipeline = " | ".join(ex.shell_line() for ex in obj.execs)
-                lines.append(f"  {obj.path}: {pipeline}")
-        return lines
+            text = f"group {gid}" + (f" (after {', '.join(deps)})" if deps else "")
+            steps.append(PlanStep("group", text, steps=[_object_step(o) for o in objs]))
+        return steps
+
+    def storage(self):
+        return self.backend
 
     def run(self, ctx: RunContext):
-        backend = self.backend
-        if ctx.dry_run:
-            null_cls = ctx.plugins.lookup("backend", "null", self.place / "backend")
-            backend = null_cls({}, self.place / "backend-param")
+        backend = self._dry_run_backend(ctx) if ctx.dry_run else self.backend
         ctx.signals.check()
         # Every call that may wait on the storage goes through signals.call,
         # so that a stop is not held up by a server that stopped answering.
         ctx.signals.call(backend.open, "opening the backend")
         try:
-            return self._run(backend, ctx)
+            for what in ctx.signals.call(backend.clean_leftovers, "the leftover scan"):
+                ctx.log.info("%s: removed %s", self.id, what)
+            made = self._make_copy(backend, ctx)
+            ctx.plugins.emit(
+                "palhm_copy_committed",
+                task=self,
+                backend=backend,
+                prefix=made.prefix,
+                manifest=made.manifest,
+            )
+            ctx.log.info("%s: copy %s complete", self.id, made.prefix)
+            copies = ctx.signals.call(lambda: judge_copies(backend, self.id), "listing the copies")
+            for line in warnings(copies):
+                ctx.log.warning("%s: %s", self.id, line)
+            rotated, error = self._rotation(backend, copies, made.prefix, ctx)
+            report = self._report(backend, made, copies, rotated, error)
         finally:
             backend.close()
+        if error is not None:
+            raise RotationFailed(f"{self.id}: copy {made.prefix} is kept, but {error}", report)
+        return report
 
-    def _run(self, backend: Backend, ctx: RunContext):
-        for what in ctx.signals.call(backend.clean_leftovers, "the leftover scan"):
-            ctx.log.info("%s: removed %s", self.id, what)
+    def _dry_run_backend(self, ctx: RunContext) -> Backend:
+        """A backend that stores nothing, in place of the task's own."""
+        registry = ctx.plugins.registries["backend"]
+        for name in sorted(registry):
+            if registry[name].cls.stores_nothing:
+                return registry[name].cls({}, self.place / "backend-param")
+        raise TaskError(
+            f"{self.id}: a dry run needs a backend that stores nothing; none is installed"
+        )
+
+    def _make_copy(self, backend: Backend, ctx: RunContext) -> _Made:
+        """Build every object into a new copy, write SHA256SUMS and the
+        manifest, and commit; roll the copy back on any failure or stop."""
         started = datetime.now(timezone.utc)
-        prefix = self._begin(backend, started, ctx)
+        prefix, copy = self._begin(backend, started, ctx)
         ctx.log.info("%s: making copy %s on %s", self.id, prefix, backend.describe())
         progress = {o.path: Progress(o.path) for o in self.objects}
         ctx.options.setdefault("progress", []).append(progress)
@@ -180,65 +205,91 @@ class BackupTask(Task):
                 self.objects,
                 lambda o: o.group,
                 self.groups,
-                lambda o: self._build(o, backend, ctx, progress[o.path]),
+                lambda o: self._build(o, copy, ctx, progress[o.path]),
                 nb_workers=ctx.nb_workers,
                 children=ctx.children,
                 signals=ctx.signals,
             )
             ctx.signals.check()
-            entries = [
-                {"path": o.path, "size": r.size, "sha256": r.sha256}
-                for o, r in zip(self.objects, results, strict=True)
-            ]
-            finished = datetime.now(timezone.utc)
-            manifest = make_manifest(
-                task=self.id,
-                prefix=prefix,
-                version=_version(),
-                started=started.isoformat(),
-                finished=finished.isoformat(),
-                objects=entries,
-            )
-            ctx.signals.call(
-                lambda: self._write(backend, SUMS_NAME, sums_bytes(entries)), "writing SHA256SUMS"
-            )
-            ctx.signals.call(
-                lambda: self._write(backend, MANIFEST_NAME, manifest_bytes(manifest)),
-                "writing the manifest",
-            )
+            made = _Made(prefix, started, datetime.now(timezone.utc), results)
+            made.manifest = self._write_manifest(copy, made, ctx)
             ctx.signals.check()
-            ctx.signals.call(backend.commit, "the commit")
+            ctx.signals.call(copy.commit, "the commit")
         except BaseException:
-            self._roll_back(backend, prefix, ctx)
+            self._roll_back(copy, prefix, ctx)
             raise
         finally:
             ctx.options["progress"].remove(progress)
-        ctx.plugins.emit(
-            "palhm_copy_committed", task=self, backend=backend, prefix=prefix, manifest=manifest
+        return made
+
+    def _write_manifest(self, copy: CopyWriter, made: _Made, ctx: RunContext) -> dict:
+        entries = [
+            {"path": o.path, "size": r.size, "sha256": r.sha256}
+            for o, r in zip(self.objects, made.results, strict=True)
+        ]
+        manifest = make_manifest(
+            task=self.id,
+            prefix=made.prefix,
+            version=_version(),
+            started=made.started.isoformat(),
+            finished=made.finished.isoformat(),
+            objects=entries,
         )
-        ctx.log.info("%s: copy %s complete", self.id, prefix)
-        copies = ctx.signals.call(lambda: judge_copies(backend, self.id), "listing the copies")
-        for line in warnings(copies):
-            ctx.log.warning("%s: %s", self.id, line)
-        rotated = ctx.signals.call(
-            lambda: rotate(
-                backend,
-                copies,
-                keep=prefix,
-                nb_copy_limit=self.nb_copy_limit,
-                root_size_limit=self.root_size_limit,
-                on_delete=lambda c: self._rotated(backend, c, ctx),
-            ),
-            "the rotation",
+        ctx.signals.call(
+            lambda: self._write(copy, SUMS_NAME, sums_bytes(entries)), "writing SHA256SUMS"
         )
+        ctx.signals.call(
+            lambda: self._write(copy, MANIFEST_NAME, manifest_bytes(manifest)),
+            "writing the manifest",
+        )
+        return manifest
+
+    def _rotation(self, backend: Backend, copies, keep: str, ctx: RunContext):
+        """Rotate after the copy ``keep`` was made: ``(rotated, None)``, or
+        ``(rotated so far, error)`` when a deletion failed (the
+        ``palhm_rotation_failed`` event). A stop still raises."""
+        rotated: list[CopyInfo] = []
+
+        def gone(copy: CopyInfo) -> None:
+            rotated.append(copy)
+            self._rotated(backend, copy, ctx)
+
+        try:
+            ctx.signals.call(lambda: self._rotate(backend, copies, keep, gone), "the rotation")
+        except BackendError as e:
+            ctx.log.error("%s: rotation failed, copy %s is kept: %s", self.id, keep, e)
+            ctx.plugins.emit("palhm_rotation_failed", task=self, backend=backend, error=e)
+            return rotated, e
         ctx.signals.check()  # the copy stays: it is complete
-        return {
+        return rotated, None
+
+    def _rotate(self, backend: Backend, copies: list[CopyInfo], keep: str, gone) -> None:
+        """Delete the copies rotation selects among ``copies`` (as
+        :func:`palhm_core.copies.judge_copies` gives them), never ``keep`` nor
+        a newer one; ``gone(copy)`` as each one is deleted."""
+        doomed = self._select(copies, keep)
+        by_prefix = {copy.prefix: copy for copy in doomed}
+        if doomed:
+            backend.delete_copies(list(by_prefix), lambda prefix: gone(by_prefix[prefix]))
+
+    def _select(self, copies: list[CopyInfo], keep: str) -> list[CopyInfo]:
+        """The copies rotation deletes, oldest first: among the task's own
+        complete copies, never ``keep`` nor a newer one."""
+        return decide(
+            copies,
+            keep=keep,
+            nb_copy_limit=self.nb_copy_limit,
+            root_size_limit=self.root_size_limit,
+        ).deleted
+
+    def _report(self, backend: Backend, made: _Made, copies, rotated, error) -> dict:
+        report = {
             "task": self.id,
             "backend": backend.describe(),
-            "prefix": prefix,
-            "started": started.isoformat(),
-            "finished": finished.isoformat(),
-            "seconds": round((finished - started).total_seconds(), 3),
+            "prefix": made.prefix,
+            "started": made.started.isoformat(),
+            "finished": made.finished.isoformat(),
+            "seconds": round((made.finished - made.started).total_seconds(), 3),
             "objects": [
                 {
                     "path": o.path,
@@ -247,16 +298,19 @@ class BackupTask(Task):
                     "seconds": round(r.seconds, 3),
                     "exit-codes": r.exit_codes,
                 }
-                for o, r in zip(self.objects, results, strict=True)
+                for o, r in zip(self.objects, made.results, strict=True)
             ],
-            "total-bytes": manifest["size"],
+            "total-bytes": made.manifest["size"],
             "rotated": [c.prefix for c in rotated],
             "future-copies": [c.prefix for c in copies if c.future],
             "damaged-copies": [c.prefix for c in copies if c.state == "damaged"],
             "foreign-copies": [c.prefix for c in copies if c.state == "foreign"],
         }
+        if error is not None:
+            report["rotation-error"] = str(error)
+        return report
 
-    def _roll_back(self, backend: Backend, prefix: str, ctx: RunContext) -> None:
+    def _roll_back(self, copy: CopyWriter, prefix: str, ctx: RunContext) -> None:
         """Remove the copy being made. What cannot be removed (the server is
         gone, or the run is stopping and it takes too long) is left for the
         next run's leftover scan, with a warning."""
@@ -274,7 +328,7 @@ class BackupTask(Task):
             return
         ctx.log.info("%s: rolling back copy %s", self.id, prefix)
         try:
-            ctx.signals.call(backend.rollback, "the rollback")
+            ctx.signals.call(copy.rollback, "the rollback")
         except Exception as e:
             # Secondary to the error being raised (and often the same cause,
             # such as an unreachable server).
@@ -289,15 +343,18 @@ class BackupTask(Task):
         # finished by the next run).
         ctx.signals.check()
 
-    def _begin(self, backend: Backend, started: datetime, ctx: RunContext) -> str:
+    def _begin(
+        self, backend: Backend, started: datetime, ctx: RunContext
+    ) -> tuple[str, CopyWriter]:
         now = started
         for attempt in range(PREFIX_ATTEMPTS):
             prefix = self.prefix_gen(now)
             if not prefix or "/" in prefix or prefix in (".", ".."):
                 raise TaskError(f"{self.id}: prefix generator gave an unusable name {prefix!r}")
             try:
-                ctx.signals.call(partial(backend.begin, prefix), "beginning the copy")
-                return prefix
+                return prefix, ctx.signals.call(
+                    partial(backend.begin, prefix), "beginning the copy"
+                )
             except PrefixExists:
                 if attempt == PREFIX_ATTEMPTS - 1:
                     raise BackendError(
@@ -309,15 +366,15 @@ class BackupTask(Task):
                 now = datetime.now(timezone.utc)
         raise AssertionError("unreachable")
 
-    def _build(self, obj: BackupObject, backend: Backend, ctx: RunContext, progress: Progress):
-        sink = backend.sink(obj.path, obj.alloc_size)
+    def _build(self, obj: BackupObject, copy: CopyWriter, ctx: RunContext, progress: Progress):
+        sink = copy.sink(obj.path, obj.alloc_size)
         try:
             result = run_pipeline(
                 obj.execs,
                 sink,
                 ctx.children,
                 vl=ctx.vl,
-                block_size=self.block_size,
+                block_size=self.backend.block_size,
                 progress=progress,
             )
             sink.close()
@@ -325,21 +382,46 @@ class BackupTask(Task):
             sink.abort()
             # PALHM writes every byte itself, so a full disk is its own write
             # error ("No space left on device"), named here with the object.
-            if type(e) in (TaskError, BackendError):
+            if type(e) in (TaskError, BackendError, StorageFull):
                 raise type(e)(f"task {self.id!r}: object {obj.path!r}: {e}") from None
             raise
         ctx.log.debug("%s: %s: %d bytes, sha256 %s", self.id, obj.path, result.size, result.sha256)
         return result
 
     @staticmethod
-    def _write(backend: Backend, path: str, data: bytes) -> None:
-        sink = backend.sink(path, len(data))
+    def _write(copy: CopyWriter, path: str, data: bytes) -> None:
+        sink = copy.sink(path, len(data))
         try:
             sink.write(memoryview(data))
             sink.close()
         except BaseException:
             sink.abort()
             raise
+
+
+def _object_step(obj: BackupObject) -> PlanStep:
+    pipeline = " | ".join(ex.shell_line() for ex in obj.execs)
+    return PlanStep("object", f"{obj.path}: {pipeline}", commands=[ex.argv for ex in obj.execs])
+
+
+class RotationFailed(BackendError):
+    """The copy was made and is kept, but deleting old copies failed: the run
+    fails all the same. ``report`` is the task's report."""
+
+    def __init__(self, message: str, report: dict):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class _Made:
+    """A copy made by a run."""
+
+    prefix: str
+    started: datetime
+    finished: datetime
+    results: list
+    manifest: dict = field(default_factory=dict)
 
 
 def _version() -> str:

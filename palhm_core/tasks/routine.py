@@ -16,7 +16,7 @@ from palhm_core.hookspecs import hookimpl
 from palhm_core.pipeline import VL_PREFIX
 from palhm_core.process import TimedOut, describe_status
 from palhm_core.tail import StderrRelay
-from palhm_core.task import RunContext, Task
+from palhm_core.task import PlanStep, RunContext, Task
 
 
 class RoutineTask(Task):
@@ -101,15 +101,15 @@ class RoutineTask(Task):
             )
 
     def plan(self):
-        lines = []
+        steps = []
         for kind, what in self.steps:
             if kind == "task":
-                lines.append(f"task {what}")
+                steps.append(PlanStep("task", f"task {what}", task=what))
             elif kind == "builtin":
-                lines.append(f"builtin {what.name}")
+                steps.append(PlanStep("builtin", f"builtin {what.name}"))
             else:
-                lines.append(what.shell_line())
-        return lines
+                steps.append(PlanStep("exec", what.shell_line(), commands=[what.argv]))
+        return steps
 
 
 def _said(relay: StderrRelay) -> str:

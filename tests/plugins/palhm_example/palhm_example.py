@@ -1,7 +1,8 @@
 """A complete third-party PALHM plugin in one module: what a newcomer copies.
 
 - backend ``example-dir``: each copy is a directory ``DIR/PREFIX`` of plain
-  files, written under ``DIR/.PREFIX.partial`` and renamed when complete;
+  files, written under ``DIR/.PREFIX.partial``, fsynced and renamed when
+  complete, renamed back before it is deleted;
 - task type ``touch``: create a file, or update its modification time;
 - prefix generator ``epoch-us``: ``LABEL`` and the microseconds since the epoch,
   zero-padded so that the names sort oldest first;
@@ -13,30 +14,96 @@ Installed with ``[project.entry-points.palhm] example = "palhm_example"``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import threading
 from datetime import datetime, timezone
 
-from palhm_core import Backend, BackendError, CopyInfo, PrefixExists, Sink, TaskError, hookimpl
+from palhm_core import (
+    Backend,
+    BackendError,
+    CopyInfo,
+    CopyWriter,
+    PrefixExists,
+    Sink,
+    TaskError,
+    hookimpl,
+)
 from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
-from palhm_core.task import Task
+from palhm_core.task import PlanStep, Task
 
 PARTIAL = ".partial"
 
 
+@contextlib.contextmanager
+def _errors(what: str):
+    """Every storage error is a BackendError: one line, no traceback."""
+    try:
+        yield
+    except OSError as e:
+        raise BackendError(f"example-dir: cannot {what}: {e.strerror or e}") from None
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class FileSink(Sink):
     def __init__(self, path: str):
-        self.file = open(path, "xb")  # noqa: SIM115 - closed by close()/abort()
+        with _errors(f"create {path}"):
+            self.file = open(path, "xb")  # noqa: SIM115 - closed by close()/abort()
 
     def write(self, data: memoryview) -> None:
-        self.file.write(data)
+        with _errors(f"write {self.file.name}"):
+            self.file.write(data)
 
     def close(self) -> None:
-        self.file.close()
+        with _errors(f"write {self.file.name}"):
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
 
     def abort(self) -> None:
         self.file.close()
+
+
+class ExampleCopy(CopyWriter):
+    """``DIR/.PREFIX.partial`` until committed, then ``DIR/PREFIX``."""
+
+    def __init__(self, dir: str, prefix: str):
+        self.dir = dir
+        self.staging = os.path.join(dir, f".{prefix}{PARTIAL}")
+        self.final = os.path.join(dir, prefix)
+        self.renamed = self.done = False
+        self.lock = threading.Lock()  # sink() runs in several threads at once
+
+    def sink(self, path: str, alloc_size: int | None) -> Sink:
+        full = os.path.join(self.staging, *path.split("/"))
+        with self.lock, _errors(f"create {os.path.dirname(full)}"):
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+        return FileSink(full)
+
+    def commit(self) -> None:
+        with _errors(f"commit {self.final}"):
+            for top, dirs, _ in os.walk(self.staging, topdown=False):
+                for d in dirs:
+                    _fsync_dir(os.path.join(top, d))
+            _fsync_dir(self.staging)
+            os.rename(self.staging, self.final)
+            self.renamed = True
+            _fsync_dir(self.dir)
+        self.done = True
+
+    def rollback(self) -> None:
+        if not self.done:  # even after a commit() that failed late
+            shutil.rmtree(self.final if self.renamed else self.staging, ignore_errors=True)
+            self.done = True
 
 
 class ExampleDirBackend(Backend):
@@ -52,68 +119,62 @@ class ExampleDirBackend(Backend):
     def __init__(self, params, place):
         super().__init__(params, place)
         self.dir = os.path.abspath(params["dir"])
-        self.prefix: str | None = None
 
     def describe(self) -> str:
         return f"example-dir:{self.dir}"
 
     def open(self) -> None:
-        try:
+        with _errors(f"create {self.dir}"):
             os.makedirs(self.dir, exist_ok=True)
-        except OSError as e:
-            raise BackendError(f"cannot create {self.dir}: {e.strerror}") from None
-
-    def _staging(self) -> str:
-        return os.path.join(self.dir, f".{self.prefix}{PARTIAL}")
 
     def clean_leftovers(self) -> list[str]:
         gone = []
-        for name in os.listdir(self.dir):
-            if name.startswith(".") and name.endswith(PARTIAL):
-                shutil.rmtree(os.path.join(self.dir, name))
-                gone.append(name)
+        with _errors(f"clean {self.dir}"):
+            for name in os.listdir(self.dir):
+                if name.startswith(".") and name.endswith(PARTIAL):
+                    shutil.rmtree(os.path.join(self.dir, name))
+                    gone.append(name)
         return gone
 
-    def begin(self, prefix: str) -> None:
-        if os.path.exists(os.path.join(self.dir, prefix)):
+    def begin(self, prefix: str) -> CopyWriter:
+        if os.path.lexists(os.path.join(self.dir, prefix)):
             raise PrefixExists(f"{prefix} exists in {self.dir}")
-        self.prefix = prefix
-        os.mkdir(self._staging())
-
-    def sink(self, path: str, alloc_size: int | None) -> Sink:
-        full = os.path.join(self._staging(), path)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        return FileSink(full)
-
-    def commit(self) -> None:
-        os.rename(self._staging(), os.path.join(self.dir, self.prefix))
-
-    def rollback(self) -> None:
-        if self.prefix is not None:
-            shutil.rmtree(self._staging(), ignore_errors=True)
+        copy = ExampleCopy(self.dir, prefix)
+        with _errors(f"create {copy.staging}"):
+            os.mkdir(copy.staging)
+        return copy
 
     def list_copies(self) -> list[CopyInfo]:
         # What the storage holds, measured: the core reads the manifests.
+        # A copy's size is the bytes of its objects, PALHM's files left out.
         copies = []
-        for name in os.listdir(self.dir):
-            top = os.path.join(self.dir, name)
-            if name.startswith(".") or os.path.islink(top) or not os.path.isdir(top):
-                continue
-            files = {
-                os.path.relpath(os.path.join(d, f), top): os.lstat(os.path.join(d, f)).st_size
-                for d, _, names in os.walk(top)
-                for f in names
-            }
-            complete = files.pop(MANIFEST_NAME, None) is not None
-            files.pop(SUMS_NAME, None)
-            copies.append(CopyInfo(name, complete, sum(files.values()), len(files), files))
+        with _errors(f"list {self.dir}"):
+            for name in os.listdir(self.dir):
+                top = os.path.join(self.dir, name)
+                if name.startswith(".") or os.path.islink(top) or not os.path.isdir(top):
+                    continue
+                files = {
+                    os.path.relpath(os.path.join(d, f), top): os.lstat(os.path.join(d, f)).st_size
+                    for d, _, names in os.walk(top)
+                    for f in names
+                }
+                complete = files.pop(MANIFEST_NAME, None) is not None
+                files.pop(SUMS_NAME, None)
+                copies.append(CopyInfo(name, complete, sum(files.values()), len(files), files))
         return copies
 
-    def delete_copy(self, prefix: str) -> None:
-        shutil.rmtree(os.path.join(self.dir, prefix))
+    def delete_copies(self, prefixes, deleted) -> None:
+        for prefix in prefixes:
+            # Renamed first: an interrupted deletion leaves a leftover, not a copy.
+            doomed = os.path.join(self.dir, f".{prefix}{PARTIAL}")
+            with _errors(f"delete {prefix}"):
+                os.rename(os.path.join(self.dir, prefix), doomed)
+                _fsync_dir(self.dir)
+                shutil.rmtree(doomed)
+            deleted(prefix)
 
     def open_object(self, prefix: str, path: str):
-        return open(os.path.join(self.dir, prefix, path), "rb")  # noqa: SIM115
+        return open(os.path.join(self.dir, prefix, *path.split("/")), "rb")  # noqa: SIM115
 
 
 class TouchTask(Task):
@@ -141,7 +202,7 @@ class TouchTask(Task):
         return None
 
     def plan(self):
-        return [f"touch {self.path}"]
+        return [PlanStep("touch", f"touch {self.path}")]
 
 
 class EpochMicroseconds:
