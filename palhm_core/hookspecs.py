@@ -96,6 +96,25 @@ def palhm_builtins() -> list[type]:
 
 
 @hookspec
+def palhm_retention_policies() -> list[type]:
+    """Register retention policies: which copies rotation keeps.
+
+    A policy subclasses :class:`palhm_core.retention.RetentionPolicy`, is
+    selected by ``backend-param.keep.type`` (default ``calendar``, the core's
+    own: restic's ``last``, ``hourly`` ... ``yearly`` and ``within`` rules)
+    and is built with the other keys of that object as ``cls(params, place)``
+    when the config loads. Its ``keep(copies, now)`` gets the task's complete
+    copies as :class:`palhm_core.retention.Dated` (PREFIX and time) and
+    returns ``{prefix: [rule, ...]}`` for the copies it keeps, naming the
+    rules that keep each; it must be a pure function (no clock, no storage).
+    The core keeps the copy just made whatever the policy says, then applies
+    ``nb-copy-limit`` and ``root-size-limit`` to the copies kept.
+
+    :returns: the policy classes this plugin provides.
+    """
+
+
+@hookspec
 def palhm_task_started(task: Task) -> None:
     """A task is about to run.
 

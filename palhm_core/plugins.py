@@ -30,6 +30,7 @@ BUILTIN_MODULES = (
     "palhm_core.tasks.routine",
     "palhm_core.prefix",
     "palhm_core.sigmask",
+    "palhm_core.retention.calendar",
 )
 
 #: kind -> registry hook
@@ -38,6 +39,7 @@ KINDS = {
     "task type": "palhm_task_types",
     "prefix generator": "palhm_prefix_generators",
     "builtin": "palhm_builtins",
+    "retention policy": "palhm_retention_policies",
 }
 
 #: Names the project's own distributions provide, for "pip install ..." hints.

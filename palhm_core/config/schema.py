@@ -15,6 +15,7 @@ from typing import Any
 from palhm_core.config.place import format_path
 from palhm_core.config.values import DECIMAL_TYPES
 from palhm_core.redact import is_secret_name
+from palhm_core.retention import DEFAULT_POLICY
 from palhm_core.task import TIMEOUT_SCHEMA
 
 SCHEMA_ID = "https://palhm.invalid/schema/config.json"
@@ -128,6 +129,11 @@ COMMON_BACKEND_KEYS = {
         },
         "description": "How copies are named: the prefix generator and its parameters.",
     },
+    "keep": {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "description": "The retention policy. Default calendar."}
+        },
 }
 
 
@@ -210,9 +216,33 @@ def build_schema(plugins) -> dict[str, Any]:
                 "then": {"$ref": f"#/$defs/prefix.{DEFAULT_PREFIX}"},
             }
         )
+    for name, reg in regs["retention policy"].items():
+        defs[f"keep.{name}"] = _object(
+            {
+                "type": {"const": name, "description": "The retention policy."},
+                **reg.cls.schema.get("properties", {}),
+            },
+            reg.cls.schema.get("required", ()),
+            reg.cls.description,
+        )
+    defs["keep"] = dict(COMMON_BACKEND_KEYS["keep"])
+    defs["keep"]["allOf"] = _select(
+        "type", {n: f"#/$defs/keep.{n}" for n in regs["retention policy"]}
+    )
+    if DEFAULT_POLICY in regs["retention policy"]:
+        defs["keep"]["allOf"].append(
+            {
+                "if": {"not": {"required": ["type"]}},
+                "then": {"$ref": f"#/$defs/keep.{DEFAULT_POLICY}"},
+            }
+        )
     for name, reg in regs["backend"].items():
         cls = reg.cls
-        props = {**COMMON_BACKEND_KEYS, "prefix": {"$ref": "#/$defs/prefix"}}
+        props = {
+            **COMMON_BACKEND_KEYS,
+            "prefix": {"$ref": "#/$defs/prefix"},
+            "keep": {"$ref": "#/$defs/keep"},
+        }
         props.update(cls.schema.get("properties", {}))
         defs[f"backend.{name}"] = _object(
             props,
