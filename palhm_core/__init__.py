@@ -12,13 +12,15 @@ import importlib
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    from palhm_core.backend import Backend, CopyInfo, PrefixExists, Sink
+    from palhm_core.backend import Backend, CopyInfo, CopyWriter, PrefixExists, Sink, StorageFull
     from palhm_core.errors import BackendError, ConfigError, PalhmError, TaskError
     from palhm_core.hookspecs import hookimpl
 
 _EXPORTS = {
     "Backend": "palhm_core.backend",
     "CopyInfo": "palhm_core.backend",
+    "CopyWriter": "palhm_core.backend",
+    "StorageFull": "palhm_core.backend",
     "PrefixExists": "palhm_core.backend",
     "Sink": "palhm_core.backend",
     "BackendError": "palhm_core.errors",
@@ -33,9 +35,11 @@ __all__ = [
     "BackendError",
     "ConfigError",
     "CopyInfo",
+    "CopyWriter",
     "PalhmError",
     "PrefixExists",
     "Sink",
+    "StorageFull",
     "TaskError",
     "hookimpl",
 ]

@@ -1,9 +1,11 @@
 """palhm-dirstore: a PALHM backend that keeps each copy as a plain directory.
 
 ``DIR/PREFIX/PATH`` for every object. A copy is written under the hidden name
-``DIR/.partial-PREFIX`` and renamed to ``DIR/PREFIX`` when complete, so a
-half-made copy never looks like one. This is the whole plugin: the entry point
-in pyproject.toml names this module, and ``palhm_backends`` returns the class.
+``DIR/.partial-PREFIX``, fsynced and renamed to ``DIR/PREFIX`` when complete,
+so a half-made copy never looks like one; rotation renames a copy back to a
+staging name before removing it. Every storage error is a ``BackendError``.
+This is the whole plugin: the entry point in pyproject.toml names this
+module, and ``palhm_backends`` returns the class.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 
-from palhm_core import Backend, BackendError, CopyInfo, PrefixExists, Sink, hookimpl
+from palhm_core import Backend, BackendError, CopyInfo, CopyWriter, PrefixExists, Sink, hookimpl
 from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
 
 STAGING = ".partial-"
@@ -70,6 +73,45 @@ class FileSink(Sink):
         self.file.close()
 
 
+class DirStoreCopy(CopyWriter):
+    """The copy being made: all its state lives here, not in the backend."""
+
+    def __init__(self, dir: str, prefix: str):
+        self.dir = dir
+        self.staging = os.path.join(dir, STAGING + prefix)
+        self.final = os.path.join(dir, prefix)
+        self.renamed = self.done = False
+        self.lock = threading.Lock()
+
+    def sink(self, path: str, alloc_size: int | None) -> Sink:
+        # `path` is checked by the core: relative, no "..", no empty parts.
+        # Called from several threads at once, hence the lock.
+        full = os.path.join(self.staging, *path.split("/"))
+        with self.lock, os_errors(f"create {os.path.dirname(full)}"):
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+        return FileSink(full)
+
+    def commit(self) -> None:
+        # Every object and the manifest are written: one rename makes it all
+        # visible, after everything is on disk.
+        with os_errors(f"commit {self.final}"):
+            for top, dirs, _ in os.walk(self.staging, topdown=False):
+                for d in dirs:
+                    fsync_dir(os.path.join(top, d))
+            fsync_dir(self.staging)
+            os.rename(self.staging, self.final)
+            self.renamed = True
+            fsync_dir(self.dir)
+        self.done = True
+
+    def rollback(self) -> None:
+        # Any point after begin(), even after a commit() that failed late;
+        # nothing once commit() returned.
+        if not self.done:
+            shutil.rmtree(self.final if self.renamed else self.staging, ignore_errors=True)
+            self.done = True
+
+
 class DirStoreBackend(Backend):
     name = "dirstore"
     description = "Copies as plain directories under DIR."
@@ -89,9 +131,6 @@ class DirStoreBackend(Backend):
         if not os.path.isabs(params["dir"]):
             raise (place / "dir").error("must be an absolute path")
         self.dir = params["dir"]
-        self.staging: str | None = None  # the copy being made, until committed
-        self.final = ""
-        self.renamed = False
 
     def describe(self) -> str:
         return f"dirstore:{self.dir}"
@@ -111,45 +150,19 @@ class DirStoreBackend(Backend):
                     removed.append(os.path.join(self.dir, name))
         return removed
 
-    def begin(self, prefix: str) -> None:
-        final = os.path.join(self.dir, prefix)
-        if os.path.lexists(final):
-            raise PrefixExists(f"{final} exists")
-        staging = os.path.join(self.dir, STAGING + prefix)
-        with os_errors(f"create {staging}"):
-            os.mkdir(staging)
-        self.staging, self.final, self.renamed = staging, final, False
-
-    def sink(self, path: str, alloc_size: int | None) -> Sink:
-        # `path` is checked by the core: relative, no "..", no empty parts.
-        full = os.path.join(self.staging, *path.split("/"))
-        with os_errors(f"create {os.path.dirname(full)}"):
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-        return FileSink(full)
-
-    def commit(self) -> None:
-        # The manifest has been written by now: one rename makes it all visible,
-        # after everything is on disk.
-        with os_errors(f"commit {self.final}"):
-            for top, dirs, _ in os.walk(self.staging, topdown=False):
-                for d in dirs:
-                    fsync_dir(os.path.join(top, d))
-            fsync_dir(self.staging)
-            os.rename(self.staging, self.final)
-            self.renamed = True
-            fsync_dir(self.dir)
-        self.staging = None
-
-    def rollback(self) -> None:
-        # Any point after begin(), even after a commit() that failed late.
-        if self.staging is not None:
-            shutil.rmtree(self.final if self.renamed else self.staging, ignore_errors=True)
-            self.staging = None
+    def begin(self, prefix: str) -> CopyWriter:
+        copy = DirStoreCopy(self.dir, prefix)
+        if os.path.lexists(copy.final):
+            raise PrefixExists(f"{copy.final} exists")
+        with os_errors(f"create {copy.staging}"):
+            os.mkdir(copy.staging)
+        return copy
 
     def list_copies(self) -> list[CopyInfo]:
         # Report what the storage holds, with the sizes it reports: the core
         # reads each manifest, decides whose copy it is and whether the
         # manifest tells the truth, and rotates only the task's own copies.
+        # A copy's size is the bytes of its objects: PALHM's files are left out.
         copies = []
         with os_errors(f"list {self.dir}"):
             for entry in os.scandir(self.dir):
@@ -163,12 +176,15 @@ class DirStoreBackend(Backend):
                 )
         return copies
 
-    def delete_copy(self, prefix: str) -> None:
+    def delete_copies(self, prefixes: list[str], deleted) -> None:
         # Rename first, so an interrupted deletion leaves a leftover, not a copy.
-        doomed = os.path.join(self.dir, STAGING + prefix)
-        with os_errors(f"delete {prefix}"):
-            os.rename(os.path.join(self.dir, prefix), doomed)
-            shutil.rmtree(doomed)
+        for prefix in prefixes:
+            doomed = os.path.join(self.dir, STAGING + prefix)
+            with os_errors(f"delete {prefix}"):
+                os.rename(os.path.join(self.dir, prefix), doomed)
+                fsync_dir(self.dir)
+                shutil.rmtree(doomed)
+            deleted(prefix)
 
     def open_object(self, prefix: str, path: str):
         # A plain binary file: reads are bounded by what the caller asks for.

@@ -12,8 +12,9 @@ import errno
 import fcntl
 import os
 import secrets
+import threading
 
-from palhm_core import Backend, BackendError, CopyInfo, PrefixExists, Sink
+from palhm_core import Backend, BackendError, CopyInfo, CopyWriter, PrefixExists, Sink, StorageFull
 from palhm_core.config.values import parse_mode
 from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
 from palhm_localfs.rootdir import open_root
@@ -27,7 +28,8 @@ _NO_SPLICE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
 
 def _fail(what: str, path: str, e: OSError) -> BackendError:
-    return BackendError(f"{what} {path}: {e.strerror or e}")
+    error = StorageFull if e.errno in (errno.ENOSPC, errno.EDQUOT) else BackendError
+    return error(f"{what} {path}: {e.strerror or e}")
 
 
 class FileSink(Sink):
@@ -106,6 +108,93 @@ class FileSink(Sink):
             self.fd = -1
 
 
+class LocalFsCopy(CopyWriter):
+    """A copy being made: the staging directory ``ROOT/.palhm-partial.PREFIX.XXXX``,
+    locked with ``flock`` until the copy is committed or rolled back."""
+
+    def __init__(self, backend: LocalFsBackend, prefix: str, staging: str, staging_fd: int):
+        self.backend = backend
+        self.prefix = prefix
+        self.staging: str | None = staging  # relative to ROOT; None once done
+        self.staging_fd = staging_fd
+        self.committed: str | None = None  # the renamed copy, until commit() returns
+        self.dirs: list[str] = []  # created, relative to the staging directory
+        self._lock = threading.Lock()
+
+    def sink(self, path: str, alloc_size: int | None) -> Sink:
+        b = self.backend
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            self._mkdir("/".join(parts[:i]))
+        target = b._path(self.staging, path)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, b.fmode, dir_fd=self.staging_fd)
+            os.fchmod(fd, b.fmode)
+        except OSError as e:
+            raise _fail("cannot create", target, e) from None
+        if alloc_size:
+            try:
+                os.posix_fallocate(fd, 0, alloc_size)
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    os.close(fd)
+                    raise _fail("cannot allocate space for", target, e) from None
+        return FileSink(fd, target, bool(alloc_size))
+
+    def _mkdir(self, here: str) -> None:
+        """Create the directory ``here`` of the copy unless it exists; sinks
+        of several threads may ask for the same one."""
+        with self._lock:
+            if here in self.dirs:
+                return
+            try:
+                os.mkdir(here, self.backend.dmode, dir_fd=self.staging_fd)
+                os.chmod(here, self.backend.dmode, dir_fd=self.staging_fd)
+            except FileExistsError:
+                return
+            except OSError as e:
+                where = self.backend._path(self.staging, here)
+                raise _fail("cannot create directory", where, e) from None
+            self.dirs.append(here)
+
+    def commit(self) -> None:
+        b = self.backend
+        final = b._path(self.prefix)
+        try:
+            for d in reversed(self.dirs):
+                b._sync_dir(d, self.staging_fd)
+            os.fsync(self.staging_fd)
+            if b._exists(self.prefix):
+                raise PrefixExists(f"{final} appeared while the copy was made")
+            os.rename(self.staging, self.prefix, src_dir_fd=b.fd, dst_dir_fd=b.fd)
+            self.committed = self.prefix
+            os.fsync(b.fd)
+        except OSError as e:
+            raise _fail("cannot commit copy", final, e) from None
+        self.committed = None
+        self._release()
+
+    def rollback(self) -> None:
+        if self.staging is None:  # committed, or rolled back already
+            return
+        b = self.backend
+        for name in (self.committed, self.staging):
+            if name and b._exists(name):
+                b._rmtree(name)
+        self._release()
+        try:
+            os.fsync(b.fd)
+        except OSError:
+            pass
+
+    def _release(self) -> None:
+        if self.staging_fd >= 0:
+            os.close(self.staging_fd)  # drops the flock
+            self.staging_fd = -1
+        self.staging = self.committed = None
+
+
 class LocalFsBackend(Backend):
     name = "localfs"
     description = "Copies as directories on a local or mounted filesystem."
@@ -153,11 +242,6 @@ class LocalFsBackend(Backend):
         self.fmode = parse_mode(params.get("fmode", "640"), place / "fmode")
         self.block_size = params.get("block-size", DEFAULT_BLOCK_SIZE)
         self.fd = -1  # ROOT, from open() to close()
-        self.staging: str | None = None  # names relative to ROOT
-        self.staging_fd = -1
-        self.prefix: str | None = None
-        self.committed: str | None = None
-        self.dirs: list[str] = []  # relative to the staging directory
 
     def describe(self) -> str:
         return self.root
@@ -242,80 +326,23 @@ class LocalFsBackend(Backend):
 
     # -- making a copy ---------------------------------------------------------
 
-    def begin(self, prefix: str) -> None:
+    def begin(self, prefix: str) -> LocalFsCopy:
         if self._exists(prefix):
             raise PrefixExists(f"{self._path(prefix)} exists")
         staging = f"{STAGING}{prefix}.{secrets.token_hex(4)}"
         try:
             os.mkdir(staging, self.dmode, dir_fd=self.fd)
-            self.staging_fd = os.open(staging, _DIR | os.O_NOFOLLOW, dir_fd=self.fd)
-            os.fchmod(self.staging_fd, self.dmode)
-            fcntl.flock(self.staging_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            staging_fd = os.open(staging, _DIR | os.O_NOFOLLOW, dir_fd=self.fd)
         except OSError as e:
             raise _fail("cannot create a copy in", self.root, e) from None
-        self.staging, self.prefix, self.committed = staging, prefix, None
-        self.dirs = []
-
-    def sink(self, path: str, alloc_size: int | None) -> Sink:
-        assert self.staging is not None
-        parts = path.split("/")
-        for i in range(1, len(parts)):
-            here = "/".join(parts[:i])
-            try:
-                os.mkdir(here, self.dmode, dir_fd=self.staging_fd)
-                os.chmod(here, self.dmode, dir_fd=self.staging_fd)
-                self.dirs.append(here)
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise _fail("cannot create directory", self._path(self.staging, here), e) from None
-        target = self._path(self.staging, path)
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        copy = LocalFsCopy(self, prefix, staging, staging_fd)
         try:
-            fd = os.open(path, flags, self.fmode, dir_fd=self.staging_fd)
-            os.fchmod(fd, self.fmode)
+            os.fchmod(staging_fd, self.dmode)
+            fcntl.flock(staging_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            raise _fail("cannot create", target, e) from None
-        if alloc_size:
-            try:
-                os.posix_fallocate(fd, 0, alloc_size)
-            except OSError as e:
-                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                    os.close(fd)
-                    raise _fail("cannot allocate space for", target, e) from None
-        return FileSink(fd, target, bool(alloc_size))
-
-    def commit(self) -> None:
-        assert self.staging is not None and self.prefix is not None
-        final = self._path(self.prefix)
-        try:
-            for d in reversed(self.dirs):
-                self._sync_dir(d, self.staging_fd)
-            os.fsync(self.staging_fd)
-            if self._exists(self.prefix):
-                raise PrefixExists(f"{final} appeared while the copy was made")
-            os.rename(self.staging, self.prefix, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-            self.committed = self.prefix
-            os.fsync(self.fd)
-        except OSError as e:
-            raise _fail("cannot commit copy", final, e) from None
-        self._release()
-
-    def rollback(self) -> None:
-        for name in (self.committed, self.staging):
-            if name and self._exists(name):
-                self._rmtree(name)
-        self._release()
-        try:
-            os.fsync(self.fd)
-        except OSError:
-            pass
-
-    def _release(self) -> None:
-        if self.staging_fd >= 0:
-            os.close(self.staging_fd)  # drops the flock
-            self.staging_fd = -1
-        self.staging = self.committed = None
+            copy.rollback()
+            raise _fail("cannot create a copy in", self.root, e) from None
+        return copy
 
     # -- old copies ----------------------------------------------------------------
 
