@@ -9,11 +9,11 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import PALHM, backup_task, copies, inline, run_palhm, write_config
+from timers_util import GUARD, wait_for
 
 STAMP = str(Path(__file__).parent / "tools" / "stamp.py")
 PY = sys.executable
@@ -31,16 +31,19 @@ def tree(root: Path) -> dict[str, tuple]:
     return out
 
 
-def stamp(log, name, seconds=0.0, nbytes=10):
-    return inline(PY, STAMP, str(log), name, str(seconds), str(nbytes))
+def stamp(log, name, nbytes=10, awaits=()):
+    """A stage that logs its start, waits for the start of the ``awaits``
+    stages, writes ``nbytes`` and logs its end (tests/tools/stamp.py)."""
+    return inline(PY, STAMP, str(log), name, str(nbytes), *awaits)
 
 
-def read_log(log: Path) -> dict[str, dict[str, float]]:
-    times: dict[str, dict[str, float]] = {}
-    for line in log.read_text().splitlines():
-        name, what, t = line.split()
-        times.setdefault(name, {})[what] = float(t)
-    return times
+def events(log: Path) -> list[str]:
+    """``NAME start`` and ``NAME end`` lines, in the order they happened."""
+    return log.read_text().splitlines()
+
+
+def logged(log: Path, line: str) -> bool:
+    return log.exists() and line in events(log)
 
 
 def test_objects_equal_the_shell_pipelines(tmp_path):
@@ -84,18 +87,21 @@ def test_objects_equal_the_shell_pipelines(tmp_path):
 
 
 def test_groups_run_in_dependency_order_and_overlap_within_a_group(tmp_path):
-    log = tmp_path / "times.log"
+    log = tmp_path / "events.log"
     groups = [
         {"id": "last", "depends": ["middle"]},  # a forward reference
         {"id": "first"},
         {"id": "middle", "depends": ["first"]},
     ]
+    # f1 and f2 end only once both started, and f1 once d1 started too: the
+    # run can succeed only if the objects of a group, and independent
+    # groups, are built at the same time.
     objects = [
-        {"path": "f1", "group": "first", "pipeline": [stamp(log, "f1", 0.5)]},
-        {"path": "f2", "group": "first", "pipeline": [stamp(log, "f2", 0.5)]},
-        {"path": "m1", "group": "middle", "pipeline": [stamp(log, "m1", 0.2)]},
-        {"path": "l1", "group": "last", "pipeline": [stamp(log, "l1", 0.1)]},
-        {"path": "d1", "pipeline": [stamp(log, "d1", 0.5)]},  # implicit "default" group
+        {"path": "f1", "group": "first", "pipeline": [stamp(log, "f1", awaits=["f2", "d1"])]},
+        {"path": "f2", "group": "first", "pipeline": [stamp(log, "f2", awaits=["f1"])]},
+        {"path": "m1", "group": "middle", "pipeline": [stamp(log, "m1")]},
+        {"path": "l1", "group": "last", "pipeline": [stamp(log, "l1")]},
+        {"path": "d1", "pipeline": [stamp(log, "d1")]},  # implicit "default" group
     ]
     conf = write_config(
         tmp_path,
@@ -106,34 +112,21 @@ def test_groups_run_in_dependency_order_and_overlap_within_a_group(tmp_path):
     )
     result = run_palhm("run", "backup", config=conf)
     assert result.returncode == 0, result.stderr
-    t = read_log(log)
-    first_end = max(t["f1"]["end"], t["f2"]["end"])
-    assert t["m1"]["start"] >= first_end
-    assert t["l1"]["start"] >= t["m1"]["end"]
-    # objects of one group, and independent groups, overlap
-    assert t["f2"]["start"] < t["f1"]["end"] and t["f1"]["start"] < t["f2"]["end"]
-    assert t["d1"]["start"] < t["f1"]["end"]
+    at = {line: i for i, line in enumerate(events(log))}
+    assert at["m1 start"] > max(at["f1 end"], at["f2 end"])
+    assert at["l1 start"] > at["m1 end"]
 
 
 def test_one_worker_builds_one_object_at_a_time(tmp_path):
-    log = tmp_path / "times.log"
-    objects = [{"path": f"o{i}", "pipeline": [stamp(log, f"o{i}", 0.2)]} for i in range(4)]
+    log = tmp_path / "events.log"
+    objects = [{"path": f"o{i}", "pipeline": [stamp(log, f"o{i}", 100_000)]} for i in range(4)]
     conf = write_config(
         tmp_path,
         {"nb-workers": 1, "tasks": [backup_task(objects=objects, root=str(tmp_path / "r"))]},
     )
     result = run_palhm("run", "backup", config=conf)
     assert result.returncode == 0, result.stderr
-    t = read_log(log)
-    spans = sorted((v["start"], v["end"]) for v in t.values())
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
-        assert start >= end
-    assert [n for n, _ in sorted(t.items(), key=lambda kv: kv[1]["start"])] == [
-        "o0",
-        "o1",
-        "o2",
-        "o3",
-    ]
+    assert events(log) == [f"o{i} {what}" for i in range(4) for what in ("start", "end")]
 
 
 def test_a_failing_stage_leaves_the_root_exactly_as_before(tmp_path):
@@ -209,25 +202,20 @@ def test_missing_program_is_one_line(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_stop_signal_rolls_back_and_exits_128_plus_n(tmp_path, sig):
     root = tmp_path / "root"
-    log = tmp_path / "times.log"
+    log = tmp_path / "events.log"
     objects = [
         {"path": "fast", "pipeline": [inline("seq", "1", "1000")]},
-        {"path": "slow", "pipeline": [stamp(log, "slow", 60)]},
+        {"path": "slow", "pipeline": [stamp(log, "slow", awaits=["never"])]},
     ]
     conf = write_config(tmp_path, {"tasks": [backup_task(objects=objects, root=str(root))]})
     proc = subprocess.Popen(
         [PALHM, "-f", str(conf), "run", "backup"], stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 30
-    while not (log.exists() and "slow start" in log.read_text()):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    sent = time.monotonic()
+    wait_for(lambda: logged(log, "slow start"), "the slow stage to start", proc=proc)
     proc.send_signal(sig)
-    proc.wait(timeout=30)
-    took = time.monotonic() - sent
+    proc.wait(timeout=GUARD)
     assert proc.returncode == 128 + sig, proc.stderr.read()
-    assert took < 10
+    assert events(log) == ["slow start"]  # ended by PALHM, not on its own
     assert list(root.iterdir()) == []
 
 
@@ -239,16 +227,13 @@ def test_kill_9_is_never_a_copy_and_the_next_run_cleans_it(tmp_path):
     )
     assert run_palhm("run", "backup", config=good).returncode == 0
     (kept,) = copies(root)
-    log = tmp_path / "times.log"
-    slow = [{"path": "part", "pipeline": [stamp(log, "slow", 60, 100)]}]
+    log = tmp_path / "events.log"
+    slow = [{"path": "part", "pipeline": [stamp(log, "slow", 100, awaits=["never"])]}]
     conf = write_config(
         tmp_path, {"tasks": [backup_task(objects=slow, root=str(root))]}, "slow.jsonc"
     )
     proc = subprocess.Popen([PALHM, "-f", str(conf), "run", "backup"])
-    deadline = time.monotonic() + 30
-    while not (log.exists() and "slow start" in log.read_text()):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: logged(log, "slow start"), "the slow stage to start", proc=proc)
     proc.kill()
     proc.wait()
     leftovers = [p for p in root.iterdir() if p.name.startswith(".palhm-partial.")]
