@@ -14,26 +14,45 @@ import time
 
 import pytest
 from conftest import PALHM, backup_task, inline, write_config
-from timers_util import GUARD, gate, palhm_env
+from timers_util import GUARD, gate, palhm_env, wait_for
 
 from palhm_core.pipeline import Progress
-from palhm_core.progress import ProgressDisplay, human
+from palhm_core.progress import INTERVAL, ProgressDisplay, human
 
 SIZE = 200_000  # 195.3 KiB
 
 
 def gated_config(tmp_path):
+    """Two objects whose commands write SIZE bytes, say so in a file
+    (``PRODUCED-big.bin``...) and wait for ``GO``."""
     go = tmp_path / "GO"
-    produce = f"head -c {SIZE} /dev/zero; {' '.join(gate(go)[2:])}"
+
+    def produce(path):
+        done = tmp_path / f"PRODUCED-{path}"
+        return f'head -c {SIZE} /dev/zero; touch "{done}"; {" ".join(gate(go)[2:])}'
+
     task = backup_task(
         "b",
         objects=[
-            {"path": "big.bin", "pipeline": [inline("sh", "-c", produce)]},
-            {"path": "relayed.bin", "alloc-size": SIZE, "pipeline": [inline("sh", "-c", produce)]},
+            {"path": "big.bin", "pipeline": [inline("sh", "-c", produce("big.bin"))]},
+            {
+                "path": "relayed.bin",
+                "alloc-size": SIZE,
+                "pipeline": [inline("sh", "-c", produce("relayed.bin"))],
+            },
         ],
         root=str(tmp_path / "root"),
     )
     return write_config(tmp_path, {"tasks": [task]}), go
+
+
+def wait_for_bytes_then_redraws(tmp_path, proc):
+    """Wait until both commands wrote their bytes (more than a pipe holds, so
+    PALHM has read most of them), then for a few redraw intervals: the time
+    in which a progress display would have drawn them."""
+    for path in ("big.bin", "relayed.bin"):
+        wait_for((tmp_path / f"PRODUCED-{path}").exists, f"{path}'s bytes", proc=proc)
+    time.sleep(4 * INTERVAL)
 
 
 def read_until(fd, proc, needle: bytes, timeout=GUARD) -> bytes:
@@ -107,8 +126,7 @@ def test_progress_is_drawn_in_place_on_a_terminal(tmp_path):
 def test_no_progress_with_quiet(tmp_path):
     proc, master, go = run_on_terminal(tmp_path, "-q")
     try:
-        # Long enough for several redraws, were there any.
-        time.sleep(1.5)
+        wait_for_bytes_then_redraws(tmp_path, proc)
         go.touch()
         assert proc.wait(GUARD) == 0
         seen = drain(master)
@@ -127,7 +145,7 @@ def test_no_progress_when_stderr_is_a_file(tmp_path):
             stderr=f,
             env=palhm_env(tmp_path, TERM="xterm"),
         )
-    time.sleep(1.5)  # long enough for several redraws, were there any
+    wait_for_bytes_then_redraws(tmp_path, proc)
     go.touch()
     assert proc.wait(GUARD) == 0
     text = err.read_text()
