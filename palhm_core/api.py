@@ -1,0 +1,90 @@
+"""What a PALHM plugin may use of the core: import it from here, and nothing
+else of ``palhm_core``; everything else may change in any release.
+
+- ``hookimpl``: the marker of hook implementations (the hooks are in
+  :mod:`palhm_core.hookspecs`);
+- backends: :class:`Backend`, :class:`CopyWriter`, :class:`Sink`,
+  :class:`CopyInfo`, and the errors :class:`BackendError`,
+  :class:`PrefixExists`, :class:`StorageFull`;
+- task types: :class:`Task`, :class:`PlanStep`, :class:`RunContext`;
+- config: :class:`Place` (``place.error(problem)`` is the one-line config
+  error to raise for a bad value) and :class:`ConfigError`;
+- errors: :class:`PalhmError` (one line, exit status 1), :class:`TaskError`;
+- the names of the files the core writes into every copy:
+  ``MANIFEST_NAME``, ``SUMS_NAME``.
+
+Names are loaded on first use (PEP 562), so importing this module at a
+plugin's import costs nothing until a name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from palhm_core.backend import (
+        Backend,
+        CopyInfo,
+        CopyWriter,
+        PrefixExists,
+        Sink,
+        StorageFull,
+    )
+    from palhm_core.config.place import Place
+    from palhm_core.errors import BackendError, ConfigError, PalhmError, TaskError
+    from palhm_core.hookspecs import hookimpl
+    from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
+    from palhm_core.task import PlanStep, RunContext, Task
+
+_EXPORTS = {
+    "Backend": "palhm_core.backend",
+    "CopyInfo": "palhm_core.backend",
+    "CopyWriter": "palhm_core.backend",
+    "PrefixExists": "palhm_core.backend",
+    "Sink": "palhm_core.backend",
+    "StorageFull": "palhm_core.backend",
+    "Place": "palhm_core.config.place",
+    "BackendError": "palhm_core.errors",
+    "ConfigError": "palhm_core.errors",
+    "PalhmError": "palhm_core.errors",
+    "TaskError": "palhm_core.errors",
+    "hookimpl": "palhm_core.hookspecs",
+    "MANIFEST_NAME": "palhm_core.manifest",
+    "SUMS_NAME": "palhm_core.manifest",
+    "PlanStep": "palhm_core.task",
+    "RunContext": "palhm_core.task",
+    "Task": "palhm_core.task",
+}
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "ConfigError",
+    "CopyInfo",
+    "CopyWriter",
+    "MANIFEST_NAME",
+    "PalhmError",
+    "Place",
+    "PlanStep",
+    "PrefixExists",
+    "RunContext",
+    "SUMS_NAME",
+    "Sink",
+    "StorageFull",
+    "Task",
+    "TaskError",
+    "hookimpl",
+]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'palhm_core.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,0 +1,174 @@
+"""What a plugin registers is checked once, when plugins load, before any of
+it is used: a mistake in a plugin is one line naming it, never a traceback
+nor a config file that stops working because of a plugin it does not use.
+
+A registered class must be a class (not an instance) of its kind's base,
+with a ``name`` a config can write (lower case letters and digits, words
+joined by ``-``, ``_`` or ``.``), a one-line ``description`` and a
+``schema`` that is valid JSON Schema (checked against the Draft 2020-12
+metaschema, as config files are validated with that draft), gives every
+property a ``description`` (or only a ``$ref``) and defines none of the keys
+the core adds beside it. A class with an abstract method left unimplemented
+is refused naming the methods. A plugin's settings schema is held to the same
+schema rules.
+
+Each class and each settings schema is checked once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import re
+from typing import Any
+
+#: What a config writes to select a class: ``aws-s3``, ``iso8601``, ``example-dir``.
+NAME = re.compile(r"[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)*\Z")
+NAME_MAX = 64
+
+#: kind -> (module, class) every class of that kind subclasses.
+BASES = {
+    "backend": ("palhm_core.backend", "Backend"),
+    "task type": ("palhm_core.task", "Task"),
+    "retention policy": ("palhm_core.retention", "RetentionPolicy"),
+    "notifier": ("palhm_core.notify", "Notifier"),
+}
+#: Kinds whose instances the core calls (``generator(now)``, ``builtin()``).
+CALLED_KINDS = ("prefix generator", "builtin")
+#: Kinds selected by the ``type`` key of the object holding their parameters.
+TYPED_KINDS = ("prefix generator", "retention policy")
+
+_checked: dict[tuple[str, type], str | None] = {}
+
+
+def check_class(kind: str, cls: Any) -> str | None:
+    """Why ``cls``, returned by a registry hook for ``kind``, cannot be
+    used, or None. The answer starts with what was returned
+    (``backend 'x': ...``)."""
+    if not isinstance(cls, type):
+        return f"returned {what(cls)} where a {kind} class is expected"
+    name = getattr(cls, "name", None)
+    label = f"{kind} {name!r}" if isinstance(name, str) else f"{kind} class {cls.__qualname__}"
+    key = (kind, cls)
+    if key not in _checked:
+        _checked[key] = _class_problem(kind, cls, name)
+    problem = _checked[key]
+    return f"{label}: {problem}" if problem else None
+
+
+def check_settings_schema(schema: Any) -> str | None:
+    """Why a plugin's settings schema cannot be used, or None."""
+    return _schema_problem(schema, frozenset())
+
+
+def reserved_keys(kind: str) -> frozenset[str]:
+    """The keys the core adds beside a ``kind``'s own parameters."""
+    from palhm_core.config.schema import COMMON_BACKEND_KEYS, CORE_TASK_KEYS
+
+    if kind == "backend":
+        return frozenset(COMMON_BACKEND_KEYS)
+    if kind == "task type":
+        return frozenset(CORE_TASK_KEYS)
+    if kind == "notifier":
+        from palhm_core.notify import COMMON_KEYS
+
+        return frozenset({"type", *COMMON_KEYS})
+    if kind in TYPED_KINDS:
+        return frozenset({"type"})
+    return frozenset()
+
+
+def _class_problem(kind: str, cls: type, name: Any) -> str | None:
+    if kind in BASES:
+        module, attr = BASES[kind]
+        base = getattr(importlib.import_module(module), attr)
+        if not issubclass(cls, base):
+            return f"is not a subclass of {module}.{attr}"
+    elif kind in CALLED_KINDS and not any("__call__" in vars(c) for c in cls.__mro__[:-1]):
+        return "has no __call__ method: the core calls its instances"
+    if not isinstance(name, str) or not NAME.match(name) or len(name) > NAME_MAX:
+        return (
+            f"name {name!r} is not a name a config can write (lower case letters and digits, "
+            f"words joined by '-', '_' or '.', at most {NAME_MAX} characters)"
+        )
+    description = getattr(cls, "description", None)
+    if not isinstance(description, str) or not description.strip():
+        return "has no description (one line, shown by palhm plugins)"
+    if len(description.splitlines()) > 1:
+        return "description is not one line"
+    problem = _schema_problem(getattr(cls, "schema", None), reserved_keys(kind))
+    if problem:
+        return f"schema: {problem}"
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        return f"does not implement the abstract method(s) {missing}"
+    return None
+
+
+def _schema_problem(schema: Any, reserved: frozenset[str]) -> str | None:
+    if not isinstance(schema, dict):
+        return f"is {what(schema)}, not a JSON Schema object"
+    error = _metaschema_error(schema)
+    if error:
+        return error
+    properties = schema.get("properties", {})
+    taken = sorted(reserved.intersection(properties))
+    if taken:
+        return (
+            f"defines {', '.join(map(repr, taken))}, which the core adds itself "
+            f"(reserved: {', '.join(sorted(reserved))})"
+        )
+    undescribed = _undescribed(schema, "")
+    if undescribed:
+        return f"property {undescribed!r} has no description"
+    return None
+
+
+def _metaschema_error(schema: dict) -> str | None:
+    from jsonschema.exceptions import best_match
+
+    from palhm_core.config.place import format_path
+
+    error = best_match(_metaschema_validator().iter_errors(schema))
+    if error is None:
+        return None
+    where = format_path(tuple(error.absolute_path))
+    message = " ".join(error.message.split())
+    return f"{where}: {message}" if where else message
+
+
+@functools.cache
+def _metaschema_validator():
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(Draft202012Validator.META_SCHEMA)
+
+
+def _undescribed(schema: dict, path: str) -> str | None:
+    """The first property without a description, as ``objects[].path``;
+    keys that are only a ``$ref`` take the description of what they name."""
+    properties = schema.get("properties", {})
+    for key, sub in properties.items():
+        if not isinstance(sub, dict):
+            continue
+        here = f"{path}.{key}" if path else key
+        described = isinstance(sub.get("description"), str) and sub["description"].strip()
+        if not described and set(sub) != {"$ref"}:
+            return here
+        found = _undescribed(sub, here)
+        if found:
+            return found
+    items = schema.get("items")
+    if isinstance(items, dict):
+        return _undescribed(items, f"{path}[]")
+    return None
+
+
+def what(value: Any) -> str:
+    """``an instance of Foo``, ``None``, ``a str``: what a plugin gave."""
+    if value is None:
+        return "None"
+    if isinstance(value, (str, int, float, bool, list, tuple, dict)):
+        return f"a {type(value).__name__}"
+    return f"an instance of {type(value).__qualname__}"
