@@ -21,7 +21,18 @@ two plugins that claim the same name. Every class carries:
   these into the one schema every config file is validated against.
 
 *Event hooks* are broadcast to every plugin while a run goes on; they return
-nothing and must not raise: an exception in one is logged and the run goes on.
+nothing and must not raise: an exception in one is logged as one warning and
+the other plugins still hear of the event. Every event carries ``dry_run``:
+in ``palhm run --dry-run`` the events fire as in a real run (tasks start and
+end, the pipelines run) but nothing is stored, so ``palhm_copy_committed``
+names a copy that does not exist; a plugin that records or announces copies
+returns at once when ``dry_run`` is true.
+
+*Settings*: a plugin that takes settings declares their schema with
+:func:`palhm_settings_schema` and gets them in :func:`palhm_configure`.
+
+What the core checks when plugins load, and what a plugin imports
+(``palhm_core.api`` only), is in doc/plugins.md.
 """
 
 from __future__ import annotations
@@ -32,6 +43,9 @@ import pluggy
 
 if TYPE_CHECKING:
     from palhm_core.backend import Backend, CopyInfo
+    from palhm_core.config.place import Place
+    from palhm_core.notify import Notifier
+    from palhm_core.pipeline import Progress
     from palhm_core.task import Task
 
 hookspec = pluggy.HookspecMarker("palhm")
@@ -115,15 +129,77 @@ def palhm_retention_policies() -> list[type]:
 
 
 @hookspec
-def palhm_task_started(task: Task) -> None:
-    """A task is about to run.
+def palhm_notifiers() -> list[type[Notifier]]:
+    """Register notifiers: how PALHM tells a person that a run started,
+    succeeded or failed, and sends the boot report.
 
-    :param task: the task, with ``task.id`` and ``task.name`` (its type).
+    Each class subclasses :class:`palhm_core.notify.Notifier`; its ``name`` is
+    what an entry of a ``notify`` list names in ``"type"``, and its ``schema``
+    describes the entry's other keys (the core adds ``on``, the events to
+    send, and ``timeout``, the seconds one delivery may take). It is built
+    with the entry as ``cls(params, place)`` when the config loads (raise
+    ``(place / key).error(...)`` for a bad value). Its ``send(message)`` gets
+    a :class:`palhm_core.notify.Message` (``event``, ``subject``, ``text`` and
+    the JSON document ``doc``: host, task, outcome, exit status, error line,
+    copies made and rotated, durations; secrets already hidden) and raises
+    when it cannot deliver it. A failure is a warning line and never changes
+    the run's exit status; ``send`` must bound every wait by ``self.timeout``,
+    and the core stops waiting for it shortly after. The core's own notifiers
+    are ``mail``, ``webhook`` and ``stdout``.
+
+    :returns: the notifier classes this plugin provides.
     """
 
 
 @hookspec
-def palhm_task_finished(task: Task, report: dict[str, Any] | None) -> None:
+def palhm_settings_schema() -> dict[str, Any]:
+    """Declare the plugin's settings: what a config writes under
+    ``plugins.NAME``, where NAME is the plugin's entry point name (the name
+    ``palhm plugins`` lists and ``modules`` takes)::
+
+        {"plugins": {"mystore": {"api-url": "https://...", "api-token": "..."}}}
+
+    The schema describes the settings object the way a class's ``schema``
+    describes its parameters: ``"properties"`` (each with a
+    ``"description"``) and ``"required"``; it is checked when plugins load
+    (valid JSON Schema, Draft 2020-12) and a config is validated against it,
+    with unknown keys refused. A config naming a plugin that declares no
+    settings, or none that is installed, is a config error. Values of keys
+    whose names say they are secret (``password``, ``token``, ``secret``...)
+    are hidden by ``palhm config show``.
+
+    :returns: the JSON Schema of the settings object.
+    """
+
+
+@hookspec
+def palhm_configure(settings: dict[str, Any], place: Place) -> None:
+    """Take the settings of ``plugins.NAME``, once the config has loaded.
+
+    Called for every plugin implementing it, by every command that loads a
+    config (``config check`` too), so it must only keep the values: no
+    network, no files written.
+
+    :param settings: the plugin's settings object, valid against its
+        :func:`palhm_settings_schema`; ``{}`` when the config has none.
+    :param place: where the settings are: raise ``(place / key).error(...)``
+        for a value the schema cannot refuse; PALHM prints it as one config
+        error and exits with status 2. Any other exception is reported the
+        same way, naming the plugin.
+    """
+
+
+@hookspec
+def palhm_task_started(task: Task, dry_run: bool) -> None:
+    """A task is about to run.
+
+    :param task: the task, with ``task.id`` and ``task.name`` (its type).
+    :param dry_run: true in ``palhm run --dry-run`` (see :func:`palhm_run_finished`).
+    """
+
+
+@hookspec
+def palhm_task_finished(task: Task, report: dict[str, Any] | None, dry_run: bool) -> None:
     """A task ended successfully.
 
     :param task: the task.
@@ -132,21 +208,38 @@ def palhm_task_finished(task: Task, report: dict[str, Any] | None) -> None:
         PREFIXes of the copies rotation left alone, in ``future-copies``,
         ``damaged-copies`` and ``foreign-copies``); ``None`` for task types
         that make none.
+    :param dry_run: true in ``palhm run --dry-run`` (see :func:`palhm_run_finished`).
     """
 
 
 @hookspec
-def palhm_task_failed(task: Task, error: BaseException) -> None:
-    """A task failed or was interrupted; a backup has been rolled back.
+def palhm_task_failed(task: Task, error: BaseException, dry_run: bool) -> None:
+    """A task failed or was interrupted; a backup copy being made has been
+    rolled back (a failed rotation is ``palhm_rotation_failed`` instead).
 
     :param task: the task.
     :param error: why; ``str(error)`` is the line PALHM prints.
+    :param dry_run: true in ``palhm run --dry-run`` (see :func:`palhm_run_finished`).
+    """
+
+
+@hookspec
+def palhm_objects_started(task: Task, progress: list[Progress], dry_run: bool) -> None:
+    """A backup task starts building its objects (in a dry run too: the
+    pipelines run).
+
+    :param task: the backup task.
+    :param progress: one live counter per object, in config order:
+        ``path``, and ``bytes`` stored so far, which the threads building the
+        objects raise until the task ends. Read them (from any thread), never
+        write them. PALHM's progress line on a terminal is drawn from them.
+    :param dry_run: true in ``palhm run --dry-run`` (see :func:`palhm_run_finished`).
     """
 
 
 @hookspec
 def palhm_copy_committed(
-    task: Task, backend: Backend, prefix: str, manifest: dict[str, Any]
+    task: Task, backend: Backend, prefix: str, manifest: dict[str, Any], dry_run: bool
 ) -> None:
     """A backup copy is complete on its backend.
 
@@ -154,14 +247,48 @@ def palhm_copy_committed(
     :param backend: the backend holding the copy.
     :param prefix: the copy's PREFIX.
     :param manifest: the manifest written into the copy.
+    :param dry_run: true in ``palhm run --dry-run`` (see :func:`palhm_run_finished`).
     """
 
 
 @hookspec
-def palhm_copy_rotated(task: Task, backend: Backend, copy: CopyInfo) -> None:
+def palhm_copy_rotated(task: Task, backend: Backend, copy: CopyInfo, dry_run: bool) -> None:
     """An old copy was deleted by rotation.
 
     :param task: the backup task that rotated it.
     :param backend: the backend it was deleted from.
     :param copy: the deleted copy (prefix, size, object count).
+    :param dry_run: true in ``palhm run --dry-run`` (see :func:`palhm_run_finished`).
+    """
+
+
+@hookspec
+def palhm_rotation_failed(
+    task: Task, backend: Backend, error: BaseException, dry_run: bool
+) -> None:
+    """A backup copy was made and is kept, but deleting old copies failed
+    (the copies rotated before the failure had their ``palhm_copy_rotated``).
+    ``palhm_task_finished`` follows with the report, whose ``rotation-error``
+    is ``str(error)``, and the run exits non-zero.
+
+    :param task: the backup task.
+    :param backend: the backend rotation failed on.
+    :param error: why; ``str(error)`` is the line PALHM logs.
+    :param dry_run: true in ``palhm run --dry-run`` (see :func:`palhm_run_finished`).
+    """
+
+
+@hookspec
+def palhm_run_finished(exit_status: int, report: dict[str, Any], dry_run: bool) -> None:
+    """``palhm run`` has ended; called once, last, whatever the outcome, when
+    the config has loaded (a config error ends the run before any plugin is
+    configured).
+
+    :param exit_status: the run's exit status: 0 success, 1 a task failed, 75
+        another run holds the lock, 128+N stopped by signal N.
+    :param report: the run report, as ``palhm run --report FILE`` writes it
+        (task, type, times, ``success``, ``exit-status``, ``error`` and the
+        reports of the backups made).
+    :param dry_run: true in ``palhm run --dry-run``: the tasks ran but no copy
+        was stored and none was deleted.
     """

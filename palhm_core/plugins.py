@@ -18,7 +18,7 @@ from types import ModuleType
 
 import pluggy
 
-from palhm_core import hookspecs
+from palhm_core import hookspecs, plugin_checks
 from palhm_core.errors import PluginError
 
 log = logging.getLogger("palhm")
@@ -30,6 +30,9 @@ BUILTIN_MODULES = (
     "palhm_core.tasks.routine",
     "palhm_core.prefix",
     "palhm_core.sigmask",
+    "palhm_core.notify.mail",
+    "palhm_core.notify.webhook",
+    "palhm_core.notify.stdout",
     "palhm_core.retention.calendar",
 )
 
@@ -39,6 +42,7 @@ KINDS = {
     "task type": "palhm_task_types",
     "prefix generator": "palhm_prefix_generators",
     "builtin": "palhm_builtins",
+    "notifier": "palhm_notifiers",
     "retention policy": "palhm_retention_policies",
 }
 
@@ -47,6 +51,7 @@ KNOWN_PROVIDERS = {
     ("backend", "aws-s3"): "palhm-s3",
     ("backend", "localfs"): "palhm-localfs",
     ("backend", "null"): "palhm-null",
+    ("notifier", "aws-sns"): "palhm-s3",
 }
 
 #: Plugin (entry point) names of the project's own distributions.
@@ -65,6 +70,7 @@ class PluginInfo:
     version: str
     builtin: bool = False
     provides: dict[str, list[str]] = field(default_factory=dict)
+    module: str = ""
 
 
 @dataclass
@@ -82,7 +88,14 @@ class Plugins:
         self.infos: dict[str, PluginInfo] = {}
         #: One line for each plugin that could not be used.
         self.failures: list[str] = []
+        #: Plugin name -> its distribution, for plugins that failed.
         self.failed: dict[str, str] = {}
+        #: (kind, name) -> why the plugin providing it was disabled.
+        self.disabled: dict[tuple[str, str], str] = {}
+        #: Plugin name -> the JSON Schema of its ``plugins.NAME`` settings.
+        self.settings_schemas: dict[str, dict] = {}
+        #: Passed to every event hook as ``dry_run`` (set by ``palhm run``).
+        self.dry_run = False
         core = _core_version()
         for modname in BUILTIN_MODULES:
             module = importlib.import_module(modname)
@@ -107,7 +120,9 @@ class Plugins:
 
     def _load_entry_point(self, ep: metadata.EntryPoint) -> None:
         dist = ep.dist
-        info = PluginInfo(ep.name, dist.name if dist else "?", dist.version if dist else "?")
+        info = PluginInfo(
+            ep.name, dist.name if dist else "?", dist.version if dist else "?", module=ep.value
+        )
         if ep.name in self.infos or ep.name in self.failed:
             other = self.infos.get(ep.name) or self.failed[ep.name]
             raise PluginError(
@@ -126,8 +141,12 @@ class Plugins:
             self.pm.unregister(name=info.name)
             self.infos.pop(info.name, None)
             self._fail(info, "is not a valid PALHM plugin", e)
+            return
         except ValueError as e:  # the same module under two names
             self._fail(info, "cannot be registered", e)
+            return
+        if not self.pm.get_hookcallers(module):
+            log.warning("%s: implements no hook (a hook function without @hookimpl?)", _label(info))
 
     def _fail(self, info: PluginInfo, what: str, e: BaseException) -> None:
         """Report a plugin that cannot be used, in one line, and go on."""
@@ -140,25 +159,37 @@ class Plugins:
         self.failed[info.name] = info.distribution
         log.warning("%s", msg)
 
+    def _disable(self, info: PluginInfo, problem: str, names: list[tuple[str, str]]) -> None:
+        """Take a plugin that gave something unusable out of the manager (its
+        event hooks too), with one warning; ``names`` are the (kind, name)
+        it meant to provide, so a config naming one is told why it cannot."""
+        if info.builtin:
+            raise PluginError(f"PALHM's own {info.name}: {problem}")  # a bug in PALHM
+        self.pm.unregister(name=info.name)
+        del self.infos[info.name]
+        msg = f"{_label(info)}: {problem}; plugin disabled"
+        self.failures.append(msg)
+        self.failed[info.name] = info.distribution
+        for key in names:
+            self.disabled[key] = msg
+        log.warning("%s", msg)
+
     def _register(self, module: ModuleType, info: PluginInfo) -> None:
         self.pm.register(module, name=info.name)
         self.infos[info.name] = info
 
     def _build_registries(self) -> dict[str, dict[str, Registered]]:
-        """Ask each plugin, in registration order, for its classes; a plugin
-        whose registry hook fails or returns something unusable is dropped
-        whole; two plugins claiming one name are refused."""
+        """Ask each plugin, in registration order, for its classes and check
+        them (:mod:`palhm_core.plugin_checks`); a plugin that gives one
+        unusable thing is disabled whole; two plugins claiming one name are
+        refused."""
         registries: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
-        for name, info in list(self.infos.items()):
-            plugin = self.pm.get_plugin(name)
-            try:
-                given = {kind: self._classes(plugin, hook) for kind, hook in KINDS.items()}
-            except Exception as e:
-                if info.builtin:
-                    raise
-                self.pm.unregister(plugin)
-                del self.infos[name]
-                self._fail(info, "failed to register", e)
+        for info in list(self.infos.values()):
+            given, names, problem = self._plugin_classes(info)
+            if problem is None:
+                problem = self._settings_schema(info)
+            if problem is not None:
+                self._disable(info, problem, names)
                 continue
             for kind, classes in given.items():
                 registry = registries[kind]
@@ -174,30 +205,102 @@ class Plugins:
                     info.provides.setdefault(kind, []).append(cls.name)
         return registries
 
-    def _classes(self, plugin, hookname: str) -> list[type]:
-        classes: list[type] = []
-        for impl in getattr(self.pm.hook, hookname).get_hookimpls():
-            if impl.plugin is not plugin:
+    def _plugin_classes(self, info: PluginInfo):
+        """The classes one plugin gives, by kind, the (kind, name) pairs it
+        claims, and the first problem with them (None when all are usable)."""
+        plugin = self.pm.get_plugin(info.name)
+        given: dict[str, list[type]] = {}
+        names: list[tuple[str, str]] = []
+        for kind, hookname in KINDS.items():
+            if not self._implements(plugin, hookname):
                 continue
-            returned = impl.function()
-            for cls in returned or ():
-                name = getattr(cls, "name", None)
-                if not isinstance(name, str) or not name:
-                    raise TypeError(f"{hookname} returned {cls!r}, which has no name")
-                if not isinstance(getattr(cls, "schema", None), dict):
-                    raise TypeError(f"{hookname}: {name!r} has no schema dict")
-                classes.append(cls)
-        return classes
+            try:
+                returned = self._call_one(hookname, plugin, {})
+            except Exception as e:
+                return given, names, f"{hookname} raised {_error_line(e)}"
+            if not isinstance(returned, (list, tuple)):
+                return (
+                    given,
+                    names,
+                    f"{hookname} returned {plugin_checks.what(returned)}, not a list of classes",
+                )
+            names += [(kind, c.name) for c in returned if isinstance(getattr(c, "name", 0), str)]
+            for cls in returned:
+                problem = plugin_checks.check_class(kind, cls)
+                if problem:
+                    return given, names, problem
+            given[kind] = list(returned)
+        return given, names, None
+
+    def _settings_schema(self, info: PluginInfo) -> str | None:
+        """Record the schema of the plugin's settings, or say what is wrong."""
+        plugin = self.pm.get_plugin(info.name)
+        if not self._implements(plugin, "palhm_settings_schema"):
+            return None
+        try:
+            schema = self._call_one("palhm_settings_schema", plugin, {})
+        except Exception as e:
+            return f"palhm_settings_schema raised {_error_line(e)}"
+        problem = plugin_checks.check_settings_schema(schema)
+        if problem:
+            return f"settings schema: {problem}"
+        self.settings_schemas[info.name] = schema
+        return None
+
+    def _implements(self, plugin, hookname: str) -> bool:
+        return any(i.plugin is plugin for i in getattr(self.pm.hook, hookname).get_hookimpls())
+
+    def _call_one(self, hookname: str, plugin, kwargs: dict):
+        """Call one plugin's implementation of a hook, through pluggy.
+
+        ``subset_hook_caller`` makes a hook caller without the other plugins'
+        implementations; the wrappers (``wrapper=True`` or ``hookwrapper``)
+        of every plugin are kept, and the call goes through the manager like
+        any hook call, so ``add_hookcall_monitoring`` and ``enable_tracing``
+        see it. Calling plugins one by one is what isolates them: pluggy
+        stops a whole-hook call at the first exception. Returns what the
+        implementation returned (None for nothing).
+        """
+        others = [
+            impl.plugin
+            for impl in getattr(self.pm.hook, hookname).get_hookimpls()
+            if impl.plugin is not plugin and not (impl.hookwrapper or impl.wrapper)
+        ]
+        results = self.pm.subset_hook_caller(hookname, remove_plugins=others)(**kwargs)
+        return results[0] if results else None
 
     def emit(self, hookname: str, **kwargs) -> None:
-        """Broadcast an event hook; a plugin that raises is logged and the
-        others still hear of the event."""
+        """Broadcast an event hook, with ``dry_run``; a plugin that raises is
+        logged and the others still hear of the event."""
+        kwargs.setdefault("dry_run", self.dry_run)
         for impl in getattr(self.pm.hook, hookname).get_hookimpls():
+            if impl.hookwrapper or impl.wrapper:
+                continue
             try:
-                impl.function(*[kwargs[name] for name in impl.argnames])
+                self._call_one(hookname, impl.plugin, kwargs)
             except Exception as e:
                 name = self.pm.get_name(impl.plugin)
                 log.warning("plugin %r failed in %s: %s: %s", name, hookname, type(e).__name__, e)
+
+    def configure(self, settings: dict, places: dict, default) -> None:
+        """Hand each plugin its ``plugins.NAME`` settings (already valid
+        against its settings schema) through ``palhm_configure``, with the
+        place they were read from (``places[NAME]``, else ``default / NAME``).
+        A plugin that refuses them, or fails, is a config error there."""
+        from palhm_core.errors import ConfigError
+
+        for impl in self.pm.hook.palhm_configure.get_hookimpls():
+            name = self.pm.get_name(impl.plugin)
+            where = places.get(name) or default / name
+            kwargs = {"settings": settings.get(name, {}), "place": where}
+            try:
+                self._call_one("palhm_configure", impl.plugin, kwargs)
+            except ConfigError:
+                raise
+            except Exception as e:
+                raise where.error(
+                    f"plugin {name!r} failed to take its settings: {_error_line(e)}"
+                ) from None
 
     def _not_loaded_note(self) -> str:
         if not self.autoload:
@@ -210,12 +313,17 @@ class Plugins:
         registered = self.registries[kind].get(name)
         if registered is not None:
             return registered.cls
+        if (kind, name) in self.disabled:
+            raise place.error(f"{kind} {name!r} is not available: {self.disabled[kind, name]}")
         available = ", ".join(sorted(self.registries[kind])) or "none"
         hint = KNOWN_PROVIDERS.get((kind, name))
         problem = f"unknown {kind} {name!r}"
         if hint:
             problem += f" (pip install {hint})"
-        raise place.error(f"{problem}; installed: {available}{self._not_loaded_note()}")
+        failed = ""
+        if self.failed:
+            failed = f"; plugins not loaded: {', '.join(sorted(self.failed))} (see the warnings)"
+        raise place.error(f"{problem}; installed: {available}{failed}{self._not_loaded_note()}")
 
     def require_module(self, name: str, place) -> None:
         """``modules`` in a config: the plugin must be loaded."""
@@ -234,6 +342,17 @@ class Plugins:
         raise place.error(
             f"plugin {shown} is not installed ({how}); loaded: {loaded}{self._not_loaded_note()}"
         )
+
+
+def _label(info: PluginInfo) -> str:
+    """``plugin 'x' (palhm-x 1.0, module palhm_x)``: whom a warning is about."""
+    module = f", module {info.module}" if info.module else ""
+    return f"plugin {info.name!r} ({info.distribution} {info.version}{module})"
+
+
+def _error_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _core_version() -> str:

@@ -352,9 +352,10 @@ def test_the_example_plugin_parameters_are_in_the_schema_and_checked(tmp_path):
 # -- plugins that clash or break --------------------------------------------------------
 
 CLASH = """
-from palhm_core import Backend, hookimpl
+from palhm_core import hookimpl
+from palhm_null import NullBackend
 
-class Impostor(Backend):
+class Impostor(NullBackend):
     name = "null"
     description = "Claims a name palhm-null has."
     schema = {"properties": {}}
@@ -382,13 +383,22 @@ def test_two_plugins_claiming_one_backend_are_refused_naming_both(tmp_path):
     assert run_palhm("plugins").returncode == 0
 
 
+NOISY_FORK = """
+from palhm_core import hookimpl
+
+@hookimpl
+def palhm_task_started(task):
+    print("started", task.id)
+"""
+
+
 def test_two_distributions_with_one_plugin_name_are_refused(tmp_path):
     site = fake_dist(
         tmp_path / "site",
         "palhm-null-fork",
         "9.0",
         {"null": "palhm_null_fork"},
-        {"palhm_null_fork": "from palhm_core import hookimpl\n"},
+        {"palhm_null_fork": NOISY_FORK},
     )
     result = run_palhm("plugins", env={"PYTHONPATH": str(site)})
     assert result.returncode == 2
@@ -507,7 +517,12 @@ def test_a_plugin_registering_a_nameless_class_is_dropped_whole(tmp_path):
     )
     result = run_palhm("plugins", "--json", env={"PYTHONPATH": str(site)})
     assert result.returncode == 0
-    assert "failed to register" in _one_warning(result.stderr, "nameless")
+    warning = _one_warning(result.stderr, "nameless")
+    assert warning.endswith(
+        "backend class NoName: name None is not a name a config can write "
+        "(lower case letters and digits, words joined by '-', '_' or '.', at most 64 characters); "
+        "plugin disabled"
+    )
     plugins = json.loads(result.stdout)["plugins"]
     assert "nameless" not in {p["name"] for p in plugins}
     assert not any("fine" in p["provides"].get("task type", []) for p in plugins)

@@ -5,15 +5,19 @@ runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from palhm_core.config.files import ConfigFile, read_tree
 from palhm_core.config.place import Place
-from palhm_core.config.schema import build_schema, validate
+from palhm_core.config.schema import build_schema, problems
 from palhm_core.errors import ConfigError
 from palhm_core.execs import Exec, build_step_exec
 from palhm_core.plugins import Plugins
 from palhm_core.task import Task
+
+if TYPE_CHECKING:
+    from palhm_core.notify import Subscription
+    from palhm_core.notify.bootreport import BootReport
 
 DEFAULT_VL = 3
 DEFAULT_NB_WORKERS = 0
@@ -27,20 +31,41 @@ class ConfigErrors(ConfigError):
         ConfigError.__init__(self, "\n".join(lines))
 
 
+class Unbuildable(ConfigError):
+    """Something refers to an exec whose definition is already reported as
+    wrong: no error of its own (the first one says it)."""
+
+    def __init__(self):
+        ConfigError.__init__(self, "")
+
+
 @dataclass
 class LoadContext:
     """What a task type's constructor may use while the config loads.
 
     :param plugins: the registries (``plugins.lookup(kind, name, place)``).
     :param execs: exec definitions by id.
+    :param errors: the config's mistakes found so far, one line each; add to
+        it with :meth:`collect` to report several mistakes of one task.
     """
 
     plugins: Plugins
     execs: dict[str, Exec]
+    errors: list[str] = field(default_factory=list)
+    #: Ids of exec definitions that are wrong (and already reported).
+    broken_execs: set[str] = field(default_factory=set)
 
     def step_exec(self, step: dict[str, Any], place: Place) -> Exec:
         """The Exec of an ``exec``/``exec-append``/``exec-inline`` step."""
+        if step.get("exec-id") in self.broken_execs:
+            raise Unbuildable()
         return build_step_exec(step, place, self.execs)
+
+    def collect(self, func, *args):
+        """``func(*args)``; if it raises a config error, its lines join
+        :attr:`errors` and the result is None, so that loading goes on and
+        finds the next mistake too."""
+        return _collect(self.errors, func, *args)
 
 
 @dataclass
@@ -51,6 +76,12 @@ class Config:
     nb_workers: int = DEFAULT_NB_WORKERS
     execs: dict[str, Exec] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
+    #: The top-level ``notify`` list, for the run's task.
+    notify: list[Subscription] = field(default_factory=list)
+    #: Each task's own ``notify`` list, by task id.
+    task_notify: dict[str, list[Subscription]] = field(default_factory=dict)
+    #: The ``boot-report`` key, built; None without one.
+    boot_report: BootReport | None = None
 
     def task(self, task_id: str) -> Task:
         try:
@@ -65,35 +96,70 @@ class Config:
 def load(path: str, plugins: Plugins) -> Config:
     """Read, validate, merge and build the config at ``path``.
 
-    Mistakes are reported in stages, each stage reporting all it finds: file
-    syntax and includes; the schema, for every file; duplicate ids across
-    files and missing plugins; exec definitions; tasks (the first mistake of
-    each); task pointers.
+    Every mistake is reported in one go (a :class:`ConfigErrors`, one line
+    each), except that a file that cannot be read or parsed stops loading at
+    once. A part the schema refuses (an exec, a task, a top-level key) is not
+    built, and what refers to it is not reported again; every other part is
+    built and checked: duplicate ids, missing plugins, exec definitions,
+    tasks (backend parameters, groups, objects), notifiers, the boot report,
+    task pointers and roots shared by two tasks.
     """
+    from palhm_core.notify import build_subscriptions
+    from palhm_core.notify.bootreport import BootReport
+
     files = read_tree(path)
     schema = build_schema(plugins)
-    _raise_if([line for f in files for line in validate(schema, f.doc, f.path)])
     errors: list[str] = []
-    merged, origins = _merge(files, errors)
+    #: (file, parts) of every value the schema refuses
+    refused: set[tuple[str, tuple]] = set()
+    for f in files:
+        for parts, line, unusable in problems(schema, f.doc, f.path):
+            errors.append(line)
+            if unusable:
+                refused.add((f.path, parts))
+    merged, origins = _merge(files, errors, refused)
     conf = Config(files, merged)
     conf.vl = merged.get("vl", DEFAULT_VL)
     conf.nb_workers = merged.get("nb-workers", DEFAULT_NB_WORKERS)
     for name, place in origins["modules"]:
         _collect(errors, plugins.require_module, name, place)
+    ctx = LoadContext(plugins, conf.execs, errors)
     for exec_conf, place in origins["execs"]:
-        ex = _collect(errors, Exec.from_config, exec_conf, place)
+        ex = _collect(errors, Exec.from_config, exec_conf, place) if place.ok else None
         if ex is not None:
             conf.execs[exec_conf["id"]] = ex
-    _raise_if(errors)
-    ctx = LoadContext(plugins, conf.execs)
+        elif isinstance(exec_conf, dict) and isinstance(exec_conf.get("id"), str):
+            ctx.broken_execs.add(exec_conf["id"])
+    if "notify" in origins:
+        notify, place = origins["notify"]
+        conf.notify = _collect(errors, build_subscriptions, notify, place, plugins) or []
+    if "boot-report" in origins:
+        report, place = origins["boot-report"]
+        conf.boot_report = _collect(errors, BootReport, report, place, plugins)
+    broken_tasks: set[str] = set()
     for task_conf, place in origins["tasks"]:
-        cls = _collect(errors, plugins.lookup, "task type", task_conf["type"], place / "type")
-        task = cls and _collect(errors, cls, task_conf, place, ctx)
-        if task is not None:
-            conf.tasks[task_conf["id"]] = task
+        task = None
+        if place.ok:
+            cls = _collect(errors, plugins.lookup, "task type", task_conf["type"], place / "type")
+            before = len(errors)
+            task = cls and _collect(errors, cls, task_conf, place, ctx)
+            if len(errors) > before:  # the task reported mistakes and went on
+                task = None
+        if task is None:
+            if isinstance(task_conf, dict) and isinstance(task_conf.get("id"), str):
+                broken_tasks.add(task_conf["id"])
+            continue
+        conf.tasks[task_conf["id"]] = task
+        if task_conf.get("notify"):
+            subs = _collect(
+                errors, build_subscriptions, task_conf["notify"], place / "notify", plugins
+            )
+            conf.task_notify[task.id] = subs or []
+    errors.extend(_shared_roots(conf.tasks))
+    errors.extend(_link(conf.tasks, broken_tasks))
     _raise_if(errors)
-    _raise_if(_shared_roots(conf.tasks))
-    _link(conf.tasks)
+    for task in conf.tasks.values():
+        task.link(conf.tasks)
     return conf
 
 
@@ -101,6 +167,8 @@ def _collect(errors: list[str], func, *args):
     """``func(*args)``, or None with its ConfigError's lines added to ``errors``."""
     try:
         return func(*args)
+    except Unbuildable:
+        pass
     except ConfigErrors as e:
         errors.extend(e.lines)
     except ConfigError as e:
@@ -139,32 +207,50 @@ def _raise_if(errors: list[str]) -> None:
         raise ConfigErrors(list(dict.fromkeys(errors)))
 
 
-def _merge(files: list[ConfigFile], errors: list[str]):
+class _Origin(Place):
+    """A place, and whether the schema accepted the value there (``ok``)."""
+
+    __slots__ = ("ok",)
+
+    def __init__(self, place: Place, refused: set[tuple[str, tuple]]):
+        super().__init__(place.file, place.parts)
+        self.ok = not any(
+            file == place.file and parts[: len(place.parts)] == place.parts
+            for file, parts in refused
+        )
+
+
+def _merge(files: list[ConfigFile], errors: list[str], refused: set[tuple[str, tuple]]):
     """Merge the documents in order: lists of execs and tasks join (an id
     defined twice is an error naming both places), modules join, and scalars
-    of later files override earlier ones."""
+    of later files override earlier ones. A scalar the schema refused is
+    left out; execs and tasks are kept with ``ok`` False on their place."""
     merged: dict[str, Any] = {"execs": [], "tasks": []}
-    origins: dict[str, list] = {"execs": [], "tasks": [], "modules": []}
+    origins: dict[str, Any] = {"execs": [], "tasks": [], "modules": []}
     seen: dict[tuple[str, str], Place] = {}
     for f in files:
         root = Place(f.path)
         for key, value in f.doc.items():
-            if key in ("execs", "tasks"):
+            if key in ("execs", "tasks") and isinstance(value, list):
                 for i, item in enumerate(value):
-                    place = root / key / i
-                    first = seen.setdefault((key, item["id"]), place)
-                    if first is not place:
-                        kind = key[:-1]
-                        errors.append(
-                            str(
-                                (place / "id").error(
-                                    f"duplicate {kind} id {item['id']!r}, first defined at {first}"
+                    place = _Origin(root / key / i, refused)
+                    item_id = item.get("id") if isinstance(item, dict) else None
+                    if isinstance(item_id, str):
+                        first = seen.setdefault((key, item_id), place)
+                        if first is not place:
+                            errors.append(
+                                str(
+                                    (place / "id").error(
+                                        f"duplicate {key[:-1]} id {item_id!r}, first defined "
+                                        f"at {first}"
+                                    )
                                 )
                             )
-                        )
-                        continue
+                            continue
                     merged[key].append(item)
                     origins[key].append((item, place))
+            elif not _Origin(root / key, refused).ok:
+                continue
             elif key == "modules":
                 merged.setdefault("modules", [])
                 for i, name in enumerate(value):
@@ -172,34 +258,36 @@ def _merge(files: list[ConfigFile], errors: list[str]):
                     origins["modules"].append((name, root / key / i))
             elif key != "include":
                 merged[key] = value
+                if key in ("notify", "boot-report"):
+                    origins[key] = (value, root / key)
     return merged, origins
 
 
-def _link(tasks: dict[str, Task]) -> None:
-    """Resolve task pointers; refuse unknown ids and cycles."""
+def _link(tasks: dict[str, Task], broken: set[str]) -> list[str]:
+    """The mistakes of task pointers: unknown ids and cycles (pointers to
+    tasks already reported as wrong are left alone)."""
     known = ", ".join(tasks) or "none"
-    _raise_if(
-        [
-            str(place.error(f"unknown task {target!r}; tasks: {known}"))
-            for task in tasks.values()
-            for target, place in task.pointers()
-            if target not in tasks
-        ]
-    )
+    errors = [
+        str(place.error(f"unknown task {target!r}; tasks: {known}"))
+        for task in tasks.values()
+        for target, place in task.pointers()
+        if target not in tasks and target not in broken
+    ]
     state: dict[str, int] = {}  # 1 visiting, 2 done
 
     def visit(task_id: str, path: list[str]) -> None:
         state[task_id] = 1
         for target, place in tasks[task_id].pointers():
+            if target not in tasks:
+                continue
             if state.get(target) == 1:
                 cycle = " -> ".join([*path[path.index(target) :], target])
-                raise place.error(f"task pointer cycle: {cycle}")
-            if state.get(target) != 2:
+                errors.append(str(place.error(f"task pointer cycle: {cycle}")))
+            elif state.get(target) != 2:
                 visit(target, [*path, target])
         state[task_id] = 2
 
     for task_id in tasks:
         if task_id not in state:
             visit(task_id, [task_id])
-    for task in tasks.values():
-        task.link(tasks)
+    return errors

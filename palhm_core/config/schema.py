@@ -14,6 +14,8 @@ from typing import Any
 
 from palhm_core.config.place import format_path
 from palhm_core.config.values import DECIMAL_TYPES
+from palhm_core.notify import COMMON_KEYS as NOTIFY_KEYS
+from palhm_core.notify.bootreport import SCHEMA as BOOT_REPORT_SCHEMA
 from palhm_core.redact import is_secret_name
 from palhm_core.retention import DEFAULT_POLICY
 from palhm_core.task import TIMEOUT_SCHEMA
@@ -134,7 +136,12 @@ COMMON_BACKEND_KEYS = {
         "properties": {
             "type": {"type": "string", "description": "The retention policy. Default calendar."}
         },
+        "description": "Which copies rotation keeps: the retention policy and its rules. "
+        "Without it every copy is kept, up to nb-copy-limit and root-size-limit.",
+    },
 }
+#: The keys the core gives every task beside its type's own (see build_schema).
+CORE_TASK_KEYS = ("id", "type", "timeout", "notify")
 
 
 def _object(props: dict, required=(), description: str | None = None, extra=()) -> dict:
@@ -259,12 +266,39 @@ def build_schema(plugins) -> dict[str, Any]:
         }
         for name in regs["builtin"]
     ]
+    for name, reg in regs["notifier"].items():
+        defs[f"notifier.{name}"] = _object(
+            {
+                "type": {"const": name, "description": "The notifier."},
+                **NOTIFY_KEYS,
+                **reg.cls.schema.get("properties", {}),
+            },
+            reg.cls.schema.get("required", ()),
+            reg.cls.description,
+        )
+    defs["notify"] = {
+        "type": "array",
+        "description": "Notifiers: each sends the events it is on (start, success, failure).",
+        "items": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {
+                "type": {"enum": list(regs["notifier"]), "description": "The notifier."}
+            },
+            "allOf": _select("type", {n: f"#/$defs/notifier.{n}" for n in regs["notifier"]}),
+        },
+    }
     for name, reg in regs["task type"].items():
         cls = reg.cls
         props = {
             "id": {"type": "string", "description": "The task's name, as `palhm run` takes it."},
             "type": {"const": name, "description": "The task type."},
             "timeout": TIMEOUT_SCHEMA,
+            "notify": {
+                "$ref": "#/$defs/notify",
+                "description": "Notifiers told of this task's start, success or failure, "
+                "each time it runs.",
+            },
             **cls.schema.get("properties", {}),
         }
         defs[f"task.{name}"] = _object(
@@ -330,17 +364,35 @@ def build_schema(plugins) -> dict[str, Any]:
                 "description": "Exec definitions that steps refer to by id.",
             },
             "tasks": {"type": "array", "items": task, "description": "The tasks."},
-            "boot-report": {
-                "type": "object",
-                "description": "Accepted for configs of the original PALHM; PALHM does not "
-                "send boot reports.",
+            "plugins": _plugin_settings(plugins, defs),
+            "notify": {
+                "$ref": "#/$defs/notify",
+                "description": "Notifiers told of the run: the start, success or failure of "
+                "the task palhm run names.",
             },
+            "boot-report": BOOT_REPORT_SCHEMA,
         },
         "$defs": defs,
     }
     schema = copy.deepcopy(schema)  # plugins' own dicts stay as they are
     _describe_refs(schema, schema["$defs"])
     return schema
+
+
+def _plugin_settings(plugins, defs: dict[str, Any]) -> dict[str, Any]:
+    """The ``plugins`` object: each plugin's settings, by plugin name, valid
+    against the schema it declares (``palhm_settings_schema``)."""
+    for name, settings in plugins.settings_schemas.items():
+        defs[f"plugin.{name}"] = _object(
+            settings.get("properties", {}),
+            settings.get("required", ()),
+            settings.get("description", f"Settings of the plugin {name}."),
+        )
+    return _object(
+        {name: {"$ref": f"#/$defs/plugin.{name}"} for name in plugins.settings_schemas},
+        description="Settings of plugins, by plugin name (as palhm plugins lists them); each "
+        "plugin declares the settings it takes.",
+    )
 
 
 def _describe_refs(node: Any, defs: dict[str, Any]) -> None:
@@ -364,16 +416,23 @@ def _describe_refs(node: Any, defs: dict[str, Any]) -> None:
 def validate(schema: dict, doc: Any, file: str) -> list[str]:
     """Every problem of ``doc`` as ``FILE: path: problem`` lines, in the
     order the places appear in the file."""
+    return [line for _, line, _ in problems(schema, doc, file)]
+
+
+def problems(schema: dict, doc: Any, file: str) -> list[tuple[tuple, str, bool]]:
+    """Every problem of ``doc`` as (JSON path parts, ``FILE: path: problem``,
+    whether the value there is unusable), in the order the places appear in
+    the file. An unknown key leaves the object that holds it usable."""
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(schema)
-    found: list[tuple[tuple, str]] = []
+    lines: dict[str, tuple[tuple, bool]] = {}
     for err in validator.iter_errors(doc):
-        found.extend(_describe(err, file))
-    lines: dict[str, tuple] = {}
-    for parts, line in found:
-        lines.setdefault(line, _position(doc, parts))
-    return sorted(lines, key=lambda line: lines[line])
+        unusable = err.validator != "additionalProperties"
+        for parts, line in _describe(err, file):
+            lines.setdefault(line, (parts, unusable))
+    found = [(parts, line, unusable) for line, (parts, unusable) in lines.items()]
+    return sorted(found, key=lambda f: _position(doc, f[0]))
 
 
 def _position(doc: Any, parts: tuple) -> tuple[int, ...]:
