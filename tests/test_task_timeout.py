@@ -10,7 +10,7 @@ import time
 
 import pytest
 from conftest import PALHM, backup_task, copies, inline, write_config
-from timers_util import GUARD, kill_marked, marked_processes, new_marker, palhm_env
+from timers_util import GUARD, assert_none_left, kill_marked, new_marker, palhm_env
 
 #: The issue's bound for a stopped stage with a 2-second timeout.
 BOUND = 10.0
@@ -66,7 +66,7 @@ def test_backup_past_its_timeout_fails_and_rolls_back(tmp_path, marker, argv):
     assert took < BOUND, result.stderr
     assert error_lines(result.stderr) == ["palhm: task 'b': timed out after 2 s (its timeout)"]
     assert copies(root) == [] and list(root.iterdir()) == []
-    assert marked_processes(marker) == []
+    assert_none_left(marker)
 
 
 def test_routine_past_its_timeout_stops_at_the_step(tmp_path, marker):
@@ -86,7 +86,7 @@ def test_routine_past_its_timeout_stops_at_the_step(tmp_path, marker):
     assert took < BOUND
     assert error_lines(result.stderr) == ["palhm: task 'r': timed out after 1.5 s (its timeout)"]
     assert not never.exists()
-    assert marked_processes(marker) == []
+    assert_none_left(marker)
 
 
 def test_the_timeout_of_a_task_run_by_a_routine_names_that_task(tmp_path, marker):
@@ -108,7 +108,7 @@ def test_the_timeout_of_a_task_run_by_a_routine_names_that_task(tmp_path, marker
     assert took < BOUND
     assert error_lines(result.stderr) == ["palhm: task 'b': timed out after 1 s (its timeout)"]
     assert not after.exists() and list(root.iterdir()) == []
-    assert marked_processes(marker) == []
+    assert_none_left(marker)
 
 
 def test_a_task_within_its_timeout_runs_as_without(tmp_path, marker):
@@ -195,4 +195,4 @@ def test_commands_get_sigterm_first(tmp_path, marker):
     result, _ = run(tmp_path, marker, {"tasks": [task]}, "b")
     assert result.returncode == 1, result.stderr
     assert termed.exists()
-    assert marked_processes(marker) == []
+    assert_none_left(marker)

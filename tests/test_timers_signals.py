@@ -14,6 +14,8 @@ import pytest
 from conftest import PALHM, backup_task, copies, inline, write_config
 from timers_util import (
     GUARD,
+    assert_none_left,
+    gate,
     kill_marked,
     marked_processes,
     new_marker,
@@ -36,6 +38,14 @@ def sleepers(marker, n):
     """At least ``n`` sleep processes started by the PALHM under test."""
     found = [p for p, cmd in marked_processes(marker) if cmd.startswith("sleep")]
     return len(found) >= n
+
+
+def pending(pid: int, sig: signal.Signals) -> bool:
+    """``sig`` is pending for the whole process ``pid``: sent, and blocked
+    by every thread (/proc/PID/status, ShdPnd)."""
+    with open(f"/proc/{pid}/status") as f:
+        shared = next(line for line in f if line.startswith("ShdPnd:"))
+    return bool(int(shared.split()[1], 16) & (1 << (sig - 1)))
 
 
 def busy_backup(tmp_path):
@@ -89,7 +99,7 @@ def test_stop_signal_rolls_back_and_exits_128_plus_n(tmp_path, marker, sig):
     assert f"stopped by {sig.name}" in err
     assert "rolling back" in err
     assert_rolled_back(tmp_path / "root")
-    assert marked_processes(marker) == []
+    assert_none_left(marker)
     doc = json.loads(report.read_text())
     assert doc["success"] is False and doc["exit-status"] == 128 + sig
     prom = (tmp_path / "palhm_b.prom").read_text()
@@ -113,7 +123,7 @@ def test_stop_signal_ends_a_routine(tmp_path, marker, sig):
     _, err = proc.communicate(timeout=GUARD)
     assert proc.returncode == 128 + sig, err
     assert not (tmp_path / "NEVER").exists()
-    assert marked_processes(marker) == []
+    assert_none_left(marker)
 
 
 def test_children_that_ignore_sigterm_are_killed(tmp_path, marker):
@@ -130,7 +140,7 @@ def test_children_that_ignore_sigterm_are_killed(tmp_path, marker):
     proc.communicate(timeout=GUARD)
     assert proc.returncode == 143
     assert_rolled_back(tmp_path / "root")
-    assert marked_processes(marker) == []
+    assert_none_left(marker)
 
 
 def test_no_process_outlives_a_successful_run(tmp_path, marker):
@@ -156,7 +166,7 @@ def test_no_process_outlives_a_successful_run(tmp_path, marker):
             timeout=GUARD,
         )
         assert result.returncode == 0, result.stderr
-        assert marked_processes(marker) == []
+        assert_none_left(marker)
 
 
 def test_no_process_outlives_a_failed_run(tmp_path, marker):
@@ -179,7 +189,7 @@ def test_no_process_outlives_a_failed_run(tmp_path, marker):
     assert result.returncode == 1
     assert "exited with status 3" in result.stderr
     assert_rolled_back(tmp_path / "root")
-    assert marked_processes(marker) == []
+    assert_none_left(marker)
 
 
 @pytest.mark.parametrize("stderr_kind", ["file", "terminal"])
@@ -187,7 +197,7 @@ def test_sigmask_keeps_sigterm_out_for_the_reboot_routine(tmp_path, marker, stde
     """The reboot routine blocks SIGTERM, then runs its commands: SIGTERM then
     neither stops PALHM nor the commands it starts (on a terminal the progress
     thread runs too, and must not take the signal behind the mask's back)."""
-    started = tmp_path / "STARTED"
+    started, go = tmp_path / "STARTED", tmp_path / "GO"
     routine = {
         "id": "reboot",
         "type": "routine",
@@ -197,7 +207,7 @@ def test_sigmask_keeps_sigterm_out_for_the_reboot_routine(tmp_path, marker, stde
                 "builtin-id": "sigmask",
                 "param": [{"action": "block", "sig": ["TERM"]}],
             },
-            inline("sh", "-c", f'touch "{started}"; sleep 1'),
+            inline("sh", "-c", f'touch "{started}"; {gate(go)[2]}'),
             inline("touch", str(tmp_path / "DONE")),
         ],
     }
@@ -213,6 +223,8 @@ def test_sigmask_keeps_sigterm_out_for_the_reboot_routine(tmp_path, marker, stde
     try:
         wait_for(started.exists, "the routine's command", proc=proc)
         proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: pending(proc.pid, signal.SIGTERM), "SIGTERM held pending", proc=proc)
+        go.touch()
         assert proc.wait(GUARD) == 0
     finally:
         if master is not None:

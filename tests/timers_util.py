@@ -82,6 +82,17 @@ def marked_processes(marker: str) -> list[tuple[int, str]]:
     return found
 
 
+def assert_none_left(marker: str, timeout: float = GUARD) -> None:
+    """Fail unless every process carrying ``marker`` is gone within
+    ``timeout`` seconds: one PALHM killed as it exited may not have run to
+    its end yet, so /proc is watched, not read once."""
+    deadline = time.monotonic() + timeout
+    while left := marked_processes(marker):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still running {timeout:.0f} s after PALHM ended: {left}")
+        time.sleep(0.02)
+
+
 def kill_marked(marker: str) -> None:
     """Clean up after a test that failed halfway."""
     import signal
