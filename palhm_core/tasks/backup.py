@@ -19,7 +19,8 @@ from palhm_core.errors import BackendError, TaskError
 from palhm_core.hookspecs import hookimpl
 from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME, make_manifest, manifest_bytes, sums_bytes
 from palhm_core.pipeline import Progress, run_pipeline
-from palhm_core.rotation import decide
+from palhm_core.retention import load_policy
+from palhm_core.rotation import Rotation, decide
 from palhm_core.scheduler import build_all
 from palhm_core.signals import FINISH_WAIT
 from palhm_core.task import PlanStep, RunContext, Task
@@ -115,6 +116,7 @@ class BackupTask(Task):
             "prefix generator", prefix_conf.pop("type", "iso8601"), pplace / "prefix" / "type"
         )
         self.prefix_gen = gen_cls(prefix_conf, pplace / "prefix")
+        self.policy = load_policy(params.get("keep"), pplace / "keep", ctx.plugins)
         self.groups = build_groups(conf.get("object-groups", []), place / "object-groups")
         self.objects: list[BackupObject] = []
         for i, oc in enumerate(conf.get("objects", [])):
@@ -199,7 +201,7 @@ class BackupTask(Task):
         prefix, copy = self._begin(backend, started, ctx)
         ctx.log.info("%s: making copy %s on %s", self.id, prefix, backend.describe())
         progress = {o.path: Progress(o.path) for o in self.objects}
-        ctx.options.setdefault("progress", []).append(progress)
+        ctx.plugins.emit("palhm_objects_started", task=self, progress=list(progress.values()))
         try:
             results = build_all(
                 self.objects,
@@ -218,8 +220,6 @@ class BackupTask(Task):
         except BaseException:
             self._roll_back(copy, prefix, ctx)
             raise
-        finally:
-            ctx.options["progress"].remove(progress)
         return made
 
     def _write_manifest(self, copy: CopyWriter, made: _Made, ctx: RunContext) -> dict:
@@ -267,20 +267,22 @@ class BackupTask(Task):
         """Delete the copies rotation selects among ``copies`` (as
         :func:`palhm_core.copies.judge_copies` gives them), never ``keep`` nor
         a newer one; ``gone(copy)`` as each one is deleted."""
-        doomed = self._select(copies, keep)
+        doomed = self._decide(copies, keep).deleted
         by_prefix = {copy.prefix: copy for copy in doomed}
         if doomed:
             backend.delete_copies(list(by_prefix), lambda prefix: gone(by_prefix[prefix]))
 
-    def _select(self, copies: list[CopyInfo], keep: str) -> list[CopyInfo]:
-        """The copies rotation deletes, oldest first: among the task's own
-        complete copies, never ``keep`` nor a newer one."""
+    def _decide(self, copies: list[CopyInfo], keep: str) -> Rotation:
+        """What rotation deletes and keeps among the task's own complete
+        copies (the retention policy, then the caps), never ``keep`` nor a
+        newer one."""
         return decide(
             copies,
             keep=keep,
             nb_copy_limit=self.nb_copy_limit,
             root_size_limit=self.root_size_limit,
-        ).deleted
+            policy=self.policy,
+        )
 
     def _report(self, backend: Backend, made: _Made, copies, rotated, error) -> dict:
         report = {
@@ -302,6 +304,7 @@ class BackupTask(Task):
             ],
             "total-bytes": made.manifest["size"],
             "rotated": [c.prefix for c in rotated],
+            "kept-by": self._decide(copies, made.prefix).kept,
             "future-copies": [c.prefix for c in copies if c.future],
             "damaged-copies": [c.prefix for c in copies if c.state == "damaged"],
             "foreign-copies": [c.prefix for c in copies if c.state == "foreign"],
