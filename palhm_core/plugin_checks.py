@@ -39,6 +39,8 @@ CALLED_KINDS = ("prefix generator", "builtin")
 #: Kinds selected by the ``type`` key of the object holding their parameters.
 TYPED_KINDS = ("prefix generator", "retention policy")
 
+TYPES = ("string", "integer", "number", "boolean", "object", "array", "null")
+
 _checked: dict[tuple[str, type], str | None] = {}
 
 
@@ -135,6 +137,8 @@ def _metaschema_error(schema: dict) -> str | None:
         return None
     where = format_path(tuple(error.absolute_path))
     message = " ".join(error.message.split())
+    if error.absolute_path and error.absolute_path[-1] == "type" and error.validator == "anyOf":
+        message = f"{error.instance!r} is not a JSON Schema type ({', '.join(TYPES)})"
     return f"{where}: {message}" if where else message
 
 
@@ -165,10 +169,17 @@ def _undescribed(schema: dict, path: str) -> str | None:
     return None
 
 
+def unmarked_hooks(module: Any) -> list[str]:
+    """The functions of a plugin module named like hooks (``palhm_...``)."""
+    return sorted(n for n, v in vars(module).items() if n.startswith("palhm_") and callable(v))
+
+
 def what(value: Any) -> str:
     """``an instance of Foo``, ``None``, ``a str``: what a plugin gave."""
     if value is None:
         return "None"
+    if isinstance(value, type):
+        return f"the class {value.__qualname__}"
     if isinstance(value, (str, int, float, bool, list, tuple, dict)):
         return f"a {type(value).__name__}"
     return f"an instance of {type(value).__qualname__}"

@@ -146,7 +146,9 @@ class Plugins:
             self._fail(info, "cannot be registered", e)
             return
         if not self.pm.get_hookcallers(module):
-            log.warning("%s: implements no hook (a hook function without @hookimpl?)", _label(info))
+            unmarked = plugin_checks.unmarked_hooks(module)
+            why = f"{', '.join(unmarked)} not marked with @hookimpl" if unmarked else "none found"
+            log.warning("%s: implements no hook (%s)", _label(info), why)
 
     def _fail(self, info: PluginInfo, what: str, e: BaseException) -> None:
         """Report a plugin that cannot be used, in one line, and go on."""

@@ -4,14 +4,20 @@ The default gives the format of ``date --utc --iso-8601=seconds``
 (``2026-11-26T03:18:23+00:00``); ``timespec`` picks the precision and
 ``basic`` the ISO 8601 basic format without ``-`` and ``:``
 (``20261126T031823+0000``) for filesystems and tools that refuse ``:``.
-Both sort oldest first as strings.
+Both sort oldest first as strings, as every generator's names must:
+:func:`check_order` stops rotation when a new copy's name does not.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from palhm_core.errors import TaskError
 from palhm_core.hookspecs import hookimpl
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from palhm_core.backend import CopyInfo
 
 TIMESPECS = {
     "date": None,
@@ -55,6 +61,26 @@ class Iso8601:
             date, _, rest = text.partition("T")
             text = date.replace("-", "") + ("T" + rest.replace(":", "") if rest else "")
         return text
+
+
+def check_order(prefix: str, copies: list[CopyInfo]) -> None:
+    """Refuse to rotate after making copy ``prefix`` when it does not sort
+    after every other copy that counts (:func:`palhm_core.copies.own`):
+    rotation deletes the copies that sort first and ``latest`` is the one
+    that sorts last, so with a generator whose names do not grow, rotation
+    would delete the newest copies. Future-dated copies do not count, as in
+    rotation (the clock went back; see :mod:`palhm_core.copies`).
+
+    :raises TaskError: naming the newest copy, before anything is deleted.
+    """
+    from palhm_core.copies import own
+
+    newer = sorted(c.prefix for c in own(copies) if c.prefix > prefix)
+    if newer:
+        raise TaskError(
+            f"the new copy {prefix!r} sorts before copy {newer[-1]!r}, made earlier: the prefix "
+            "generator must give names that sort oldest first; nothing is rotated"
+        )
 
 
 @hookimpl
