@@ -4,10 +4,11 @@ place, with each running object's bytes and rate::
     palhm: db.sql.zst 1.2 GiB 85.0 MiB/s  etc.tar.gz 40.0 MiB 3.1 MiB/s
 
 Shown only when stderr is a terminal (not under systemd's journal, not with
-``-q``); a log line erases it and it is drawn again after. It reads the
-:class:`palhm_core.pipeline.Progress` objects running backups publish in
-``ctx.options["progress"]`` and never writes to them. An object counts as
-running from its first byte until it has produced nothing for
+``-q``); a log line erases it and it is drawn again after. The display is a
+plugin of the core's own events, registered by ``palhm run``: it keeps the
+:class:`palhm_core.pipeline.Progress` counters a backup task announces with
+``palhm_objects_started`` until that task ends, and only reads them. An object
+counts as running from its first byte until it has produced nothing for
 :data:`IDLE_AFTER` seconds.
 """
 
@@ -17,9 +18,14 @@ import os
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from palhm_core import logs
+from palhm_core.hookspecs import hookimpl
 from palhm_core.signals import start_helper_thread
+
+if TYPE_CHECKING:
+    from palhm_core.pipeline import Progress
 
 #: Seconds between redraws.
 INTERVAL = 0.5
@@ -66,30 +72,34 @@ class _Track:
         return (nbytes - b0) / (now - t0) if now > t0 else 0.0
 
 
-def _running(published):
-    """Every Progress in ``ctx.options["progress"]``: a list (or dict) of
-    dicts path -> Progress, one per running backup."""
-    if isinstance(published, dict):
-        published = published.values()
-    for item in list(published):
-        if isinstance(item, dict):
-            yield from list(item.values())
-        elif hasattr(item, "bytes"):
-            yield item
-
-
 class ProgressDisplay:
     """The thread drawing the line; :meth:`start`, then :meth:`stop`."""
 
-    def __init__(self, options: dict, stream=None, interval: float = INTERVAL):
-        self.options = options
+    def __init__(self, stream=None, interval: float = INTERVAL):
         self.stream = stream or sys.stderr
+        #: Task id -> the counters of its objects, while it runs.
+        self._running: dict[str, list[Progress]] = {}
+        self._lock = threading.Lock()
         self.interval = interval
         self._stop = threading.Event()
         self._thread = None
         self._tracks: dict[int, _Track] = {}
         self._line = ""
         self._shown = False
+
+    @hookimpl
+    def palhm_objects_started(self, task, progress: list[Progress]) -> None:
+        with self._lock:
+            self._running[task.id] = list(progress)
+
+    @hookimpl
+    def palhm_task_finished(self, task) -> None:
+        with self._lock:
+            self._running.pop(task.id, None)
+
+    @hookimpl
+    def palhm_task_failed(self, task) -> None:
+        self.palhm_task_finished(task)
 
     def start(self) -> ProgressDisplay:
         logs.set_status_line(self)
@@ -121,7 +131,9 @@ class ProgressDisplay:
         """The line for what runs now ("" when nothing does)."""
         parts = []
         seen = set()
-        for progress in _running(self.options.get("progress", ())):
+        with self._lock:
+            running = [p for counters in self._running.values() for p in counters]
+        for progress in running:
             key = id(progress)
             seen.add(key)
             nbytes = progress.bytes

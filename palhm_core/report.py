@@ -3,22 +3,29 @@ node-exporter textfile (``palhm run --metrics-dir DIR``), both written
 atomically: a temporary file in the same directory, flushed, then renamed over
 the old one, so a reader sees the old document or the new one, never half.
 
+Both come from plugins of the core's own events, which ``palhm run`` registers
+for the run: :class:`RunRecord` keeps the report of every task that made one
+(``palhm_task_finished``) and builds the document when the run ends, which is
+handed to every plugin by ``palhm_run_finished``; :class:`RunOutputs` writes
+the files then.
+
 Both are written mode 0600 (a run's report may quote a failing command's
 stderr, redacted but still the host's business); the textfile keeps the read
 bits of the file it replaces, so that ``chmod 644`` once lets a node exporter
 running as another user read it.
 
-The report is one JSON document per run. For a backup task it is the backup's
-own report (see :func:`palhm_core.hookspecs.palhm_task_finished`: ``objects``
-with path, bytes, sha256, seconds and exit-codes; ``total-bytes``;
-``rotated``; ``future-copies``, ``damaged-copies`` and ``foreign-copies``, the
-PREFIXes of the copies rotation left alone and why) plus ``type``,
-``success`` and ``exit-status``. For any other
-task it has ``task``, ``type``, ``started``, ``finished``, ``seconds``,
-``success``, ``exit-status`` and ``runs``: the report of every backup the task
-ran through ``task`` steps, in order. A failed run has ``success: false``,
-``error`` (the line PALHM printed) and the reports of the backups that
-completed before the failure in ``runs``.
+The report is one JSON document per run. When the task the run names made a
+report of its own (a backup task: see
+:func:`palhm_core.hookspecs.palhm_task_finished`: ``objects`` with path,
+bytes, sha256, seconds and exit-codes; ``total-bytes``; ``rotated``;
+``future-copies``, ``damaged-copies`` and ``foreign-copies``, the PREFIXes of
+the copies rotation left alone and why) and succeeded, it is that report plus
+``type``, ``success`` and ``exit-status``. Otherwise (a routine task, a
+failure) it has ``task``, ``type``, ``started``, ``finished``, ``seconds``,
+``success``, ``exit-status`` and ``runs``: the report of every task run that
+made one (the backups run through ``task`` steps), in the order they finished.
+A failed run has ``success: false``, ``error`` (the line PALHM printed) and
+the reports of the backups that completed before the failure in ``runs``.
 
 The textfile ``palhm_TASK.prom`` holds, labelled ``{task="TASK"}``:
 ``palhm_last_run_success`` (1 or 0), ``palhm_last_run_timestamp_seconds``,
@@ -33,19 +40,89 @@ the previous file (and leaves out when no run ever succeeded).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import stat
 import tempfile
+import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from palhm_core.errors import PalhmError
+from palhm_core.errors import LockBusy, PalhmError
+from palhm_core.hookspecs import hookimpl
 from palhm_core.redact import redact
+
+if TYPE_CHECKING:
+    from palhm_core.task import Task
+
+log = logging.getLogger("palhm")
 
 
 class ReportError(PalhmError):
     """The report or the metrics could not be written."""
+
+
+class RunRecord:
+    """What the report says of one run: a plugin of the core's own events
+    that keeps every task's report, in the order the tasks finished.
+
+    :param task_id: the task the command line names.
+    """
+
+    def __init__(self, task_id: str):
+        self.task_id = task_id
+        #: The task's type, once the config has loaded.
+        self.task_type: str | None = None
+        self.started = time.time()
+        #: (task id, report) of every task run that made a report.
+        self.reports: list[tuple[str, dict[str, Any]]] = []
+
+    @hookimpl
+    def palhm_task_finished(self, task: Task, report: dict[str, Any] | None) -> None:
+        if report is not None:
+            self.reports.append((task.id, report))
+
+    def document(self, error: BaseException | None, exit_status: int) -> dict[str, Any]:
+        """The run's report, now that it ended (with ``error``, or None)."""
+        return build_report(
+            self.task_id,
+            self.task_type,
+            self.started,
+            time.time(),
+            self.reports,
+            error,
+            exit_status,
+        )
+
+
+class RunOutputs:
+    """``palhm run --report FILE --metrics-dir DIR``: a plugin writing both
+    when the run finishes (not when it found the task's lock taken). A file
+    that cannot be written fails a run that succeeded (:attr:`error`, which
+    ``palhm run`` raises) and is an error line beside the failure of one that
+    did not."""
+
+    def __init__(self, report: str | None, metrics_dir: str | None):
+        self.report = report
+        self.metrics_dir = metrics_dir
+        #: Why a file of a successful run could not be written.
+        self.error: ReportError | None = None
+
+    @hookimpl
+    def palhm_run_finished(self, exit_status: int, report: dict[str, Any]) -> None:
+        if exit_status == LockBusy.exit_status:
+            return  # the run that holds the lock writes them
+        try:
+            if self.report:
+                write_report(self.report, report)
+            if self.metrics_dir:
+                write_metrics(self.metrics_dir, report, time.time())
+        except ReportError as e:
+            if exit_status == 0:
+                self.error = e
+            else:
+                log.error("%s", e)
 
 
 def build_report(
@@ -63,7 +140,7 @@ def build_report(
     if error is not None:
         status["error"] = redact(str(error))
     top = next((r for tid, r in runs if tid == task_id), None)
-    if top is not None and error is None and task_type == "backup":
+    if top is not None and error is None:
         doc = {"task": task_id, "type": task_type, **status}
         doc.update((k, _redacted(k, v)) for k, v in top.items() if k != "task")
         return doc

@@ -1,9 +1,9 @@
 """Running one task with its events: started, then finished or failed.
 
-Every report a task returns is also kept, in the order the tasks finished, in
-``ctx.options["reports"]`` as (task id, report), so that a routine task that
-runs backups through ``task`` steps can report each of them
-(``palhm run --report``).
+The report a task returns goes to every plugin with ``palhm_task_finished``:
+the run report (:class:`palhm_core.report.RunRecord`) and the notifications
+are built from these events, so a routine task that runs backups through
+``task`` steps reports each of them.
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ def run_task(task: Task, ctx: RunContext):
         with ctx.signals.deadline(task.timeout, lambda: _timed_out(task)):
             report = task.run(ctx)
     except BaseException as e:
-        ctx.plugins.emit("palhm_task_failed", task=task, error=e)
+        kept = getattr(e, "report", None)
+        if kept is None:
+            ctx.plugins.emit("palhm_task_failed", task=task, error=e)
+            raise
+        # The task's work is kept but a later step failed (a backup's
+        # rotation, which has an event of its own): the run still fails.
+        ctx.plugins.emit("palhm_task_finished", task=task, report=kept)
         raise
-    if report is not None:
-        ctx.options.setdefault("reports", []).append((task.id, report))
     ctx.plugins.emit("palhm_task_finished", task=task, report=report)
     return report
 

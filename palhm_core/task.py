@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class RunContext:
     """What a running task may use.
 
-    :param plugins: the plugins, for ``plugins.hook.palhm_*`` events.
+    :param plugins: the plugins: ``plugins.emit("palhm_...", ...)`` tells them of an event.
     :param children: start child processes with ``children.spawn``.
     :param signals: ``signals.check()`` raises once the run is stopping (a stop
         signal, a task's ``timeout``); ``signals.call(fn, what)`` runs a call
@@ -34,8 +34,13 @@ class RunContext:
         by it.
     :param vl: the verbosity (0 critical ... 3 info, 4+ debug).
     :param nb_workers: the ``nb-workers`` setting.
-    :param dry_run: backups go to the null backend.
+    :param dry_run: ``palhm run --dry-run``: backups go to a backend that
+        stores nothing, routine tasks run no command.
     :param log: PALHM's logger.
+
+    What a run tells plugins goes through events (``plugins.emit``), never
+    through this object: the run report, the metrics and the progress line
+    are plugins of those events.
     """
 
     plugins: Plugins
@@ -45,7 +50,6 @@ class RunContext:
     nb_workers: int = 0
     dry_run: bool = False
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("palhm"))
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 #: The ``timeout`` key, which the core gives every task type.

@@ -11,6 +11,7 @@ import struct
 import subprocess
 import termios
 import time
+from types import SimpleNamespace
 
 import pytest
 from conftest import PALHM, backup_task, inline, write_config
@@ -163,7 +164,10 @@ def test_human_sizes(n, text):
 def test_render_shows_running_objects_only():
     running, finished, waiting = Progress("db.sql"), Progress("old.tar"), Progress("later")
     finished.bytes = 10
-    display = ProgressDisplay({"progress": [{p.path: p for p in (running, finished, waiting)}]})
+    display = ProgressDisplay()
+    display.palhm_objects_started(
+        task=SimpleNamespace(id="b"), progress=[running, finished, waiting]
+    )
     assert display.render(100.0) == "palhm: old.tar 10 B 0 B/s"
     running.bytes = 2048
     line = display.render(101.0)
@@ -178,6 +182,7 @@ def test_render_fits_the_terminal_width():
     objs = [Progress(f"some/rather/long/object/path-{i}.tar.zst") for i in range(10)]
     for p in objs:
         p.bytes = 5 * 2**20
-    display = ProgressDisplay({"progress": [{p.path: p for p in objs}]})
+    display = ProgressDisplay()
+    display.palhm_objects_started(task=SimpleNamespace(id="b"), progress=objs)
     line = display.render(1.0)  # not a terminal: 80 columns
     assert len(line) == 79 and line.endswith("…")

@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 import sys
-import time
 
 RUN_DESCRIPTION = """\
 Run a task. A second run of the same task (same config) exits at once with
@@ -93,86 +92,127 @@ def _task_id(args) -> str:
     return args.task if args.task is not None else "default"
 
 
-class _Outcome:
-    """What the report needs to know about the run, however it ends."""
-
-    def __init__(self, task_id: str):
-        self.task_id = task_id
-        self.task_type: str | None = None
-        self.options: dict = {}
-
-
 def cmd_run(args) -> int:
-    from palhm_core.errors import LockBusy, PalhmError
+    from palhm_core.errors import PalhmError
 
-    outcome = _Outcome(_task_id(args))
-    started = time.time()
+    run = _Run(args)
     try:
-        _run(args, outcome)
-    except LockBusy:
-        raise  # the run in progress writes the report and the metrics
+        run.run()
     except PalhmError as e:
-        _write_outputs(args, outcome, started, e, e.exit_status, strict=False)
+        run.finish(e, e.exit_status)
         raise
     except KeyboardInterrupt as e:  # Ctrl-C before the stop signals were caught
-        _write_outputs(args, outcome, started, e, 130, strict=False)
+        run.finish(e, 130)
         raise
     except BaseException as e:  # a bug in PALHM or a plugin: still say the run failed
-        _write_outputs(args, outcome, started, e, 1, strict=False)
+        run.finish(e, 1)
         raise
-    _write_outputs(args, outcome, started, None, 0, strict=True)
+    run.finish(None, 0)
+    if run.outputs.error is not None:
+        raise run.outputs.error
     return 0
 
 
-def _run(args, outcome: _Outcome) -> None:
-    from palhm_core import progress
-    from palhm_core.cli import config_path, load_config
-    from palhm_core.errors import PalhmError
-    from palhm_core.lock import RunLocks
-    from palhm_core.process import Children
-    from palhm_core.runner import run_task
-    from palhm_core.signals import StopSignals
-    from palhm_core.task import RunContext
+class _Run:
+    """One ``palhm run``, however it ends.
 
-    plugins, conf, vl = load_config(args)
-    task = conf.task(outcome.task_id)
-    outcome.task_type = task.name
-    children = Children()
-    # The task and every task it runs: two runs of one task never overlap, even
-    # when one of them comes through a routine's task pointer. Taken in id order
-    # so that two routines sharing tasks cannot each wait for the other.
-    locks = RunLocks(config_path(args), _reachable(task, conf.tasks), args.lock_dir)
+    The run report, the metrics and the progress line are plugins of the
+    core's own events (:mod:`palhm_core.report`, :mod:`palhm_core.progress`),
+    registered on the plugin manager once the config has loaded.
+    """
+
+    def __init__(self, args):
+        from palhm_core.report import RunOutputs, RunRecord
+
+        self.args = args
+        self.record = RunRecord(_task_id(args))
+        self.outputs = RunOutputs(args.report, args.metrics_dir)
+        #: The plugins, once the config has loaded and named the task.
+        self.plugins = None
+
+    def run(self) -> None:
+        from palhm_core.cli import config_path
+        from palhm_core.lock import RunLocks
+        from palhm_core.process import Children
+        from palhm_core.signals import StopSignals
+        from palhm_core.task import RunContext
+
+        conf, task, vl = self._load()
+        children = Children()
+        # The task and every task it runs: two runs of one task never overlap, even
+        # when one of them comes through a routine's task pointer. Taken in id order
+        # so that two routines sharing tasks cannot each wait for the other.
+        locks = RunLocks(config_path(self.args), _reachable(task, conf.tasks), self.args.lock_dir)
+        try:
+            with StopSignals(children) as signals:
+                locks.acquire(self.args.wait, signals)
+                ctx = RunContext(
+                    plugins=self.plugins,
+                    children=children,
+                    signals=signals,
+                    vl=vl,
+                    nb_workers=conf.nb_workers,
+                    dry_run=self.args.dry_run,
+                )
+                _run_task(task, ctx, self._progress())
+        finally:
+            locks.release()
+
+    def _load(self):
+        """The config, the task the run names and the verbosity; registers
+        the run's own plugins."""
+        from palhm_core.cli import load_config
+
+        plugins, conf, vl = load_config(self.args)
+        task = conf.task(self.record.task_id)
+        self.record.task_type = task.name
+        plugins.dry_run = self.args.dry_run
+        plugins.pm.register(self.record, name="palhm-run-record")
+        plugins.pm.register(self.outputs, name="palhm-run-outputs")
+        self.plugins = plugins
+        return conf, task, vl
+
+    def _progress(self):
+        """The progress line, started and registered, when stderr wants one."""
+        from palhm_core import progress
+
+        if not progress.wanted(quiet=self.args.quiet):
+            return None
+        display = progress.ProgressDisplay()
+        self.plugins.pm.register(display, name="palhm-progress")
+        return display.start()
+
+    def finish(self, error: BaseException | None, exit_status: int) -> None:
+        """Tell the plugins that the run ended (``palhm_run_finished``), with
+        its report."""
+        report = self.record.document(error, exit_status)
+        if self.plugins is not None:
+            self.plugins.emit("palhm_run_finished", exit_status=exit_status, report=report)
+        else:
+            # The config did not load: no plugin was configured to hear of
+            # the run, but --report and --metrics-dir still say it failed.
+            self.outputs.palhm_run_finished(exit_status=exit_status, report=report)
+
+
+def _run_task(task, ctx, display) -> None:
+    """Run ``task``; end every command it left and the progress line."""
+    from palhm_core.errors import PalhmError
+    from palhm_core.runner import run_task
+
     try:
-        with StopSignals(children) as signals:
-            locks.acquire(args.wait, signals)
-            display = None
-            if progress.wanted(quiet=args.quiet):
-                display = progress.ProgressDisplay(outcome.options).start()
-            ctx = RunContext(
-                plugins=plugins,
-                children=children,
-                signals=signals,
-                vl=vl,
-                nb_workers=conf.nb_workers,
-                dry_run=args.dry_run,
-                options=outcome.options,
-            )
-            try:
-                run_task(task, ctx)
-            except PalhmError as e:
-                # A command ended by the stop may fail before PALHM notices the
-                # stop itself: the run was still stopped by it (a signal, or a
-                # task's timeout).
-                reason = signals.pending_error()
-                if reason is not None and e is not reason:
-                    raise reason from e
-                raise
-            finally:
-                children.stop(grace=2.0)
-                if display is not None:
-                    display.stop()
+        run_task(task, ctx)
+    except PalhmError as e:
+        # A command ended by the stop may fail before PALHM notices the
+        # stop itself: the run was still stopped by it (a signal, or a
+        # task's timeout).
+        reason = ctx.signals.pending_error()
+        if reason is not None and e is not reason:
+            raise reason from e
+        raise
     finally:
-        locks.release()
+        ctx.children.stop(grace=2.0)
+        if display is not None:
+            display.stop()
 
 
 def _reachable(task, tasks) -> list[str]:
@@ -185,34 +225,6 @@ def _reachable(task, tasks) -> list[str]:
                 seen.add(target)
                 todo.append(tasks[target])
     return sorted(seen)
-
-
-def _write_outputs(args, outcome: _Outcome, started: float, error, exit_status: int, *, strict):
-    if not args.report and not args.metrics_dir:
-        return
-    import logging
-
-    from palhm_core.report import ReportError, build_report, write_metrics, write_report
-
-    finished = time.time()
-    doc = build_report(
-        outcome.task_id,
-        outcome.task_type,
-        started,
-        finished,
-        list(outcome.options.get("reports", ())),
-        error,
-        exit_status,
-    )
-    try:
-        if args.report:
-            write_report(args.report, doc)
-        if args.metrics_dir:
-            write_metrics(args.metrics_dir, doc, finished)
-    except ReportError as e:
-        if strict:
-            raise
-        logging.getLogger("palhm").error("%s", e)
 
 
 # -- plan -----------------------------------------------------------------
