@@ -76,17 +76,24 @@ def stream(backend: Backend, prefix: str, path: str, out: Callable[[bytes], obje
     return size, h.hexdigest()
 
 
-def verify_copy(backend: Backend, copy: CopyInfo) -> tuple[int, list[Problem]]:
+def verify_copy(backend: Backend, copy: CopyInfo, deep=None) -> tuple[int, list[Problem]]:
     """Check every object of a complete copy; the number checked and the
     problems. A damaged copy whose manifest is unusable is one problem, its
     reason; one whose manifest is this task's is checked object by object,
-    and is a problem even if every object it names is whole."""
+    and is a problem even if every object it names is whole. ``deep(prefix,
+    entry)``, when given, checks each object instead (``--deep``: its
+    ``check`` pipeline too) and returns its problem or None."""
     if copy.manifest is None:
         why = copy.why.removeprefix(f"{MANIFEST_NAME}: ")
         return 0, [Problem(copy.prefix, MANIFEST_NAME, f"damaged: {why}")]
     problems = []
     for entry in copy.manifest["objects"]:
         path = entry["path"]
+        if deep is not None:
+            problem = deep(copy.prefix, entry)
+            if problem:
+                problems.append(Problem(copy.prefix, path, problem))
+            continue
         try:
             size, digest = stream(backend, copy.prefix, path, None)
         except FileNotFoundError:

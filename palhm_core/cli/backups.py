@@ -23,6 +23,11 @@ def add_parser(sub) -> None:
         help="the newest copy of the task, complete or damaged (default)",
     )
     which.add_argument("--all", action="store_true", help="every complete copy")
+    ver.add_argument(
+        "--deep",
+        action="store_true",
+        help="also feed each object to its check pipeline (zstd -t, pg_restore --list...)",
+    )
     ver.set_defaults(func=cmd_verify)
     cat = bsub.add_parser("cat", help="write one object to stdout, checking its SHA-256")
     cat.add_argument("task", metavar="TASK")
@@ -122,6 +127,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    from palhm_core.cli.restore import deep_checker
     from palhm_core.copies import judge_copies
     from palhm_core.errors import TaskError
     from palhm_core.verify import pick_copies, verify_copy
@@ -134,7 +140,7 @@ def cmd_verify(args) -> int:
     try:
         copies = judge_copies(backend, task.id)
         for copy in pick_copies(copies, backend, args.prefix, args.all, damaged=True):
-            count, found = verify_copy(backend, copy)
+            count, found = verify_copy(backend, copy, deep_checker(args, task, backend))
             problems += found
             state = f"{count} objects, " + ("OK" if not found else f"{len(found)} bad")
             if copy.state == "damaged":

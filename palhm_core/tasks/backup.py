@@ -92,6 +92,17 @@ class BackupTask(Task):
                             "aws-s3 picks its first part size from it.",
                         },
                         "pipeline": {"$ref": "#/$defs/pipeline"},
+                        "restore": {
+                            "$ref": "#/$defs/pipeline",
+                            "description": "Commands that read the object on stdin and restore "
+                            "it (zstd -d | pg_restore -d DB), run by palhm restore.",
+                        },
+                        "check": {
+                            "$ref": "#/$defs/pipeline",
+                            "description": "Commands that read the object on stdin and exit 0 "
+                            "only if it can be restored (zstd -t, gzip -t, tar -t, pg_restore "
+                            "--list), run by palhm backups verify --deep.",
+                        },
                     },
                 },
             },
@@ -130,6 +141,10 @@ class BackupTask(Task):
                 ctx.step_exec(step, oplace / "pipeline" / j)
                 for j, step in enumerate(oc["pipeline"])
             ]
+            restore, check = (
+                [ctx.step_exec(step, oplace / key / j) for j, step in enumerate(oc.get(key, ()))]
+                for key in ("restore", "check")
+            )
             self.objects.append(
                 BackupObject(
                     check_path(oc["path"], oplace / "path", self.backend.reserved_names),
@@ -137,6 +152,8 @@ class BackupTask(Task):
                     execs,
                     oc.get("alloc-size"),
                     oplace,
+                    restore=restore,
+                    check=check,
                 )
             )
         check_paths_distinct(self.objects)

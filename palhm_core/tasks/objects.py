@@ -3,7 +3,7 @@ the copy, and a group DAG without unknown ids or cycles."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from palhm_core.config.place import Place
 from palhm_core.execs import Exec
@@ -20,6 +20,11 @@ class BackupObject:
     execs: list[Exec]
     alloc_size: int | None
     place: Place
+    #: Commands that read the object on stdin to restore it (``palhm restore``).
+    restore: list[Exec] = field(default_factory=list)
+    #: Commands that read the object on stdin and exit 0 only if it can be
+    #: restored (``palhm backups verify --deep``).
+    check: list[Exec] = field(default_factory=list)
 
 
 def check_path(path: str, place: Place) -> str:

@@ -1,0 +1,134 @@
+"""``palhm restore`` and the deep checks of ``palhm backups verify --deep``."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("palhm")
+
+DESCRIPTION = """\
+Restore the objects of a copy (the newest complete one by default). Each
+object is read back from the backend, its SHA-256 checked as it streams, and
+fed to its "restore" pipeline, or written under DIR with --to. A restore
+pipeline gets the end of its input only once the object matched its
+manifest: on a mismatch its commands are ended and PALHM exits 1. Without
+--to, every object restored needs a "restore" pipeline.
+"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "restore",
+        help="restore a copy's objects through their restore pipelines, or into DIR",
+        description=DESCRIPTION,
+    )
+    p.add_argument("task", metavar="TASK")
+    p.add_argument(
+        "prefix", nargs="?", metavar="PREFIX", help="a copy's PREFIX, or latest (default)"
+    )
+    p.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="objects to restore, or directories of objects (default: all of them)",
+    )
+    p.add_argument("--to", metavar="DIR", help="write the objects under DIR instead")
+    p.add_argument("--force", action="store_true", help="with --to: replace files that exist")
+    p.set_defaults(func=cmd_restore)
+
+
+def _selected(entries: list[dict], paths: list[str], prefix: str) -> list[dict]:
+    from palhm_core.errors import UsageError
+
+    if not paths:
+        return entries
+    chosen = []
+    for want in paths:
+        want = want.strip("/")
+        found = [e for e in entries if e["path"] == want or e["path"].startswith(want + "/")]
+        if not found:
+            raise UsageError(f"copy {prefix!r} has no object {want!r}")
+        chosen += [e for e in found if e not in chosen]
+    return chosen
+
+
+def cmd_restore(args) -> int:
+    from palhm_core.cli import effective_vl, load_config
+    from palhm_core.copies import judge_copies
+    from palhm_core.errors import PalhmError, UsageError
+    from palhm_core.process import Children
+    from palhm_core.restore import feed_object, pipeline_text, write_object
+    from palhm_core.verify import pick_copies
+
+    _, conf, vl = load_config(args)
+    task = conf.task(args.task)
+    backend = getattr(task, "backend", None)
+    if backend is None or backend.name == "null":
+        raise UsageError(f"task {task.id!r} keeps no copies: nothing to restore")
+    if args.force and not args.to:
+        raise UsageError("--force replaces files under --to DIR: give --to")
+    objects = {o.path: o for o in task.objects}
+    backend.open()
+    children = Children()
+    try:
+        (copy,) = pick_copies(judge_copies(backend, task.id), backend, args.prefix, False)
+        if copy.manifest is None:
+            raise PalhmError(f"copy {copy.prefix!r} is damaged: {copy.why}")
+        entries = _selected(copy.manifest["objects"], args.paths, copy.prefix)
+        if args.to:
+            os.makedirs(args.to, mode=0o700, exist_ok=True)
+            for entry in entries:
+                where = write_object(backend, copy.prefix, entry, args.to, force=args.force)
+                log.info("restored %s/%s to %s", copy.prefix, entry["path"], where)
+            return 0
+        missing = [e["path"] for e in entries if not getattr(objects.get(e["path"]), "restore", 0)]
+        if missing:
+            raise UsageError(
+                f"task {task.id!r}: no restore pipeline for {', '.join(map(repr, missing))} "
+                '(declare "restore" for the object, or give --to DIR)'
+            )
+        for entry in entries:
+            execs = objects[entry["path"]].restore
+            log.info("restoring %s/%s: %s", copy.prefix, entry["path"], pipeline_text(execs))
+            feed_object(backend, copy.prefix, entry, execs, children, vl=effective_vl(args, vl))
+            log.info("restored %s/%s", copy.prefix, entry["path"])
+    finally:
+        children.stop(grace=2.0)
+        backend.close()
+    return 0
+
+
+def deep_checker(args, task, backend):
+    """For ``backups verify --deep``: a function giving the problem with one
+    object of a copy (its SHA-256, and its ``check`` when it has one), or
+    None; None without ``--deep``."""
+    if not getattr(args, "deep", False):
+        return None
+    from palhm_core.cli import effective_vl
+    from palhm_core.process import Children
+    from palhm_core.restore import check_object
+
+    checks = {o.path: o.check for o in task.objects}
+    children = Children()
+    vl = effective_vl(args, 3)
+
+    def problem(prefix: str, entry: dict) -> str | None:
+        execs = checks.get(entry["path"], [])
+        return check_object(backend, prefix, entry, execs, children, vl=vl)
+
+    return problem
+
+
+def restore_plan(task) -> list[str]:
+    """``palhm plan --restore``: how each object of a backup task is
+    restored and checked."""
+    from palhm_core.restore import pipeline_text
+
+    lines = []
+    for obj in getattr(task, "objects", ()):
+        how = pipeline_text(obj.restore) if obj.restore else "no restore pipeline (use --to DIR)"
+        lines.append(f"{obj.path}: restore: {how}")
+        if obj.check:
+            lines.append(f"{obj.path}: check: {pipeline_text(obj.check)}")
+    return lines
