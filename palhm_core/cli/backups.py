@@ -7,6 +7,8 @@ import sys
 
 
 def add_parser(sub) -> None:
+    from palhm_core.cli import prune
+
     p = sub.add_parser("backups", help="list, verify or read back the copies of a backup task")
     bsub = p.add_subparsers(dest="backups_command", metavar="ACTION", required=True)
     ls = bsub.add_parser("list", help="the task's copies, oldest first")
@@ -34,6 +36,7 @@ def add_parser(sub) -> None:
     cat.add_argument("prefix", metavar="PREFIX", help="a copy's PREFIX, or latest")
     cat.add_argument("path", metavar="PATH")
     cat.set_defaults(func=cmd_cat)
+    prune.add_parser(bsub)
 
 
 def _backend(args):
