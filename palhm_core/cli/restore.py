@@ -120,15 +120,33 @@ def deep_checker(args, task, backend):
     return problem
 
 
-def restore_plan(task) -> list[str]:
+def print_restore_plan(task, as_json: bool) -> int:
     """``palhm plan --restore``: how each object of a backup task is
-    restored and checked."""
+    restored and checked, running nothing."""
+    import json
+    import sys
+
+    from palhm_core.errors import UsageError
+    from palhm_core.redact import redact
     from palhm_core.restore import pipeline_text
 
-    lines = []
-    for obj in getattr(task, "objects", ()):
-        how = pipeline_text(obj.restore) if obj.restore else "no restore pipeline (use --to DIR)"
-        lines.append(f"{obj.path}: restore: {how}")
-        if obj.check:
-            lines.append(f"{obj.path}: check: {pipeline_text(obj.check)}")
-    return lines
+    if not hasattr(task, "objects"):
+        raise UsageError(f"task {task.id!r} is a {task.name} task: it makes no copies to restore")
+    rows = [
+        {
+            "path": o.path,
+            "restore": redact(pipeline_text(o.restore)) if o.restore else None,
+            "check": redact(pipeline_text(o.check)) if o.check else None,
+        }
+        for o in task.objects
+    ]
+    if as_json:
+        json.dump({"task": task.id, "objects": rows}, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"{task.id} ({task.name}): palhm restore {task.id} [PREFIX|latest]")
+    for row in rows:
+        print(f"  {row['path']}")
+        print(f"    restore: {row['restore'] or 'none: palhm restore --to DIR writes the file'}")
+        print(f"    check: {row['check'] or 'none: SHA-256 only'}")
+    return 0

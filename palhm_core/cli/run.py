@@ -77,6 +77,11 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("plan", help="show what a task would run, in order, running nothing")
     p.add_argument("task", nargs="?", default="default", metavar="TASK")
     p.add_argument("--json", action="store_true", help="as JSON")
+    p.add_argument(
+        "--restore",
+        action="store_true",
+        help="show how palhm restore restores each object, and its deep check",
+    )
     p.set_defaults(func=cmd_plan)
 
 
@@ -235,6 +240,10 @@ def cmd_plan(args) -> int:
 
     _, conf, _ = load_config(args)
     task = conf.task(args.task)
+    if args.restore:
+        from palhm_core.cli.restore import print_restore_plan
+
+        return print_restore_plan(task, args.json)
     if args.json:
         doc = _plan_doc(task)
         nested: dict = {}
