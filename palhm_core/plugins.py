@@ -284,25 +284,26 @@ class Plugins:
                 name = self.pm.get_name(impl.plugin)
                 log.warning("plugin %r failed in %s: %s: %s", name, hookname, type(e).__name__, e)
 
-    def configure(self, settings: dict, places: dict, default) -> None:
-        """Hand each plugin its ``plugins.NAME`` settings (already valid
-        against its settings schema) through ``palhm_configure``, with the
-        place they were read from (``places[NAME]``, else ``default / NAME``).
-        A plugin that refuses them, or fails, is a config error there."""
+    def configurable(self) -> list[str]:
+        """The names of the plugins that take settings (``palhm_configure``)."""
+        return [self.pm.get_name(i.plugin) for i in self.hook.palhm_configure.get_hookimpls()]
+
+    def configure(self, name: str, settings: dict, place) -> None:
+        """Hand plugin ``name`` its ``plugins.NAME`` settings (valid against
+        its settings schema; ``{}`` when the config has none), read at
+        ``place``. A plugin that refuses them, or fails, is a config error
+        there."""
         from palhm_core.errors import ConfigError
 
-        for impl in self.pm.hook.palhm_configure.get_hookimpls():
-            name = self.pm.get_name(impl.plugin)
-            where = places.get(name) or default / name
-            kwargs = {"settings": settings.get(name, {}), "place": where}
-            try:
-                self._call_one("palhm_configure", impl.plugin, kwargs)
-            except ConfigError:
-                raise
-            except Exception as e:
-                raise where.error(
-                    f"plugin {name!r} failed to take its settings: {_error_line(e)}"
-                ) from None
+        kwargs = {"settings": settings, "place": place}
+        try:
+            self._call_one("palhm_configure", self.pm.get_plugin(name), kwargs)
+        except ConfigError:
+            raise
+        except Exception as e:
+            raise place.error(
+                f"plugin {name!r} failed to take its settings: {_error_line(e)}"
+            ) from None
 
     def _not_loaded_note(self) -> str:
         if not self.autoload:

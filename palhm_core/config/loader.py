@@ -123,6 +123,7 @@ def load(path: str, plugins: Plugins) -> Config:
     conf.nb_workers = merged.get("nb-workers", DEFAULT_NB_WORKERS)
     for name, place in origins["modules"]:
         _collect(errors, plugins.require_module, name, place)
+    _configure_plugins(plugins, merged.get("plugins", {}), origins["plugins"], files, errors)
     ctx = LoadContext(plugins, conf.execs, errors)
     for exec_conf, place in origins["execs"]:
         ex = _collect(errors, Exec.from_config, exec_conf, place) if place.ok else None
@@ -161,6 +162,15 @@ def load(path: str, plugins: Plugins) -> Config:
     for task in conf.tasks.values():
         task.link(conf.tasks)
     return conf
+
+
+def _configure_plugins(plugins, settings: dict, places: dict, files, errors: list[str]) -> None:
+    """Give every plugin that takes settings its ``plugins.NAME`` object
+    (``{}`` without one), unless the schema refused it."""
+    for name in plugins.configurable():
+        place = places.get(name) or Place(files[0].path) / "plugins" / name
+        if getattr(place, "ok", True):
+            _collect(errors, plugins.configure, name, settings.get(name, {}), place)
 
 
 def _collect(errors: list[str], func, *args):
@@ -222,11 +232,12 @@ class _Origin(Place):
 
 def _merge(files: list[ConfigFile], errors: list[str], refused: set[tuple[str, tuple]]):
     """Merge the documents in order: lists of execs and tasks join (an id
-    defined twice is an error naming both places), modules join, and scalars
-    of later files override earlier ones. A scalar the schema refused is
+    defined twice is an error naming both places), modules join, a plugin's
+    settings replace its settings of an earlier file, and scalars of later
+    files override earlier ones. A scalar the schema refused is
     left out; execs and tasks are kept with ``ok`` False on their place."""
     merged: dict[str, Any] = {"execs": [], "tasks": []}
-    origins: dict[str, Any] = {"execs": [], "tasks": [], "modules": []}
+    origins: dict[str, Any] = {"execs": [], "tasks": [], "modules": [], "plugins": {}}
     seen: dict[tuple[str, str], Place] = {}
     for f in files:
         root = Place(f.path)
@@ -249,6 +260,10 @@ def _merge(files: list[ConfigFile], errors: list[str], refused: set[tuple[str, t
                             continue
                     merged[key].append(item)
                     origins[key].append((item, place))
+            elif key == "plugins" and isinstance(value, dict):
+                for name, settings in value.items():  # a later file's replace an earlier's
+                    merged.setdefault("plugins", {})[name] = settings
+                    origins["plugins"][name] = _Origin(root / key / name, refused)
             elif not _Origin(root / key, refused).ok:
                 continue
             elif key == "modules":

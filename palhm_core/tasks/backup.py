@@ -19,6 +19,7 @@ from palhm_core.errors import BackendError, TaskError
 from palhm_core.hookspecs import hookimpl
 from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME, make_manifest, manifest_bytes, sums_bytes
 from palhm_core.pipeline import Progress, run_pipeline
+from palhm_core.prefix import check_order
 from palhm_core.retention import load_policy
 from palhm_core.rotation import Rotation, decide
 from palhm_core.scheduler import build_all
@@ -273,7 +274,7 @@ class BackupTask(Task):
 
         try:
             ctx.signals.call(lambda: self._rotate(backend, copies, keep, gone), "the rotation")
-        except BackendError as e:
+        except (BackendError, TaskError) as e:  # TaskError: check_order
             ctx.log.error("%s: rotation failed, copy %s is kept: %s", self.id, keep, e)
             ctx.plugins.emit("palhm_rotation_failed", task=self, backend=backend, error=e)
             return rotated, e
@@ -284,6 +285,7 @@ class BackupTask(Task):
         """Delete the copies rotation selects among ``copies`` (as
         :func:`palhm_core.copies.judge_copies` gives them), never ``keep`` nor
         a newer one; ``gone(copy)`` as each one is deleted."""
+        check_order(keep, copies)
         doomed = self._decide(copies, keep).deleted
         by_prefix = {copy.prefix: copy for copy in doomed}
         if doomed:
