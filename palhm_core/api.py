@@ -7,6 +7,7 @@ else of ``palhm_core``; everything else may change in any release.
   :class:`CopyInfo`, and the errors :class:`BackendError`,
   :class:`PrefixExists`, :class:`StorageFull`;
 - task types: :class:`Task`, :class:`PlanStep`, :class:`RunContext`;
+- events: :class:`Progress` (the counters of ``palhm_objects_started``);
 - config: :class:`Place` (``place.error(problem)`` is the one-line config
   error to raise for a bad value) and :class:`ConfigError`;
 - errors: :class:`PalhmError` (one line, exit status 1), :class:`TaskError`;
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from palhm_core.errors import BackendError, ConfigError, PalhmError, TaskError
     from palhm_core.hookspecs import hookimpl
     from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
+    from palhm_core.pipeline import Progress
     from palhm_core.task import PlanStep, RunContext, Task
 
 _EXPORTS = {
@@ -52,6 +54,7 @@ _EXPORTS = {
     "hookimpl": "palhm_core.hookspecs",
     "MANIFEST_NAME": "palhm_core.manifest",
     "SUMS_NAME": "palhm_core.manifest",
+    "Progress": "palhm_core.pipeline",
     "PlanStep": "palhm_core.task",
     "RunContext": "palhm_core.task",
     "Task": "palhm_core.task",
@@ -68,6 +71,7 @@ __all__ = [
     "Place",
     "PlanStep",
     "PrefixExists",
+    "Progress",
     "RunContext",
     "SUMS_NAME",
     "Sink",
