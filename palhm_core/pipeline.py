@@ -100,6 +100,38 @@ def run_pipeline(
     relays: list[StderrRelay] = []
     read_fd = None
     try:
+        read_fd = _start(execs, children, vl, procs, relays)
+        watch = _Watch(execs, procs, started)
+        size, digest = _store(read_fd, sink, block_size, progress, watch)
+        watch.wait_exits()
+        codes = [children.wait(p) for p in procs]
+    except BaseException as e:
+        end_groups(procs, grace=GRACE)
+        for p in procs:
+            children.forget(p)
+        for relay in relays:
+            relay.finish()
+        if isinstance(e, _StageTimeout):
+            raise TaskError(str(e) + _said(relays, e.stage)) from None
+        raise
+    finally:
+        if read_fd is not None:
+            os.close(read_fd)
+    for relay in relays:
+        relay.finish()
+    _check_exit_codes(execs, codes, relays)
+    return PipelineResult(size, digest, time.monotonic() - started, codes)
+
+
+def _start(
+    execs: list[Exec], children: Children, vl: int, procs: list[Child], relays: list[StderrRelay]
+) -> int:
+    """Start every stage, each reading the output of the one before; each
+    process and stderr relay joins ``procs`` and ``relays`` as it starts (for
+    the caller to end them on failure). Returns the read end of the last
+    stage's output."""
+    read_fd = None
+    try:
         for i, ex in enumerate(execs):
             next_read, out_fd = os.pipe2(os.O_CLOEXEC)
             if i == len(execs) - 1:
@@ -122,26 +154,11 @@ def run_pipeline(
                 if read_fd is not None:
                     os.close(read_fd)
                 read_fd = next_read
-        watch = _Watch(execs, procs, started)
-        size, digest = _store(read_fd, sink, block_size, progress, watch)
-        watch.wait_exits()
-        codes = [children.wait(p) for p in procs]
-    except BaseException as e:
-        end_groups(procs, grace=GRACE)
-        for p in procs:
-            children.forget(p)
-        for relay in relays:
-            relay.finish()
-        if isinstance(e, _StageTimeout):
-            raise TaskError(str(e) + _said(relays, e.stage)) from None
-        raise
-    finally:
+    except BaseException:
         if read_fd is not None:
             os.close(read_fd)
-    for relay in relays:
-        relay.finish()
-    _check_exit_codes(execs, codes, relays)
-    return PipelineResult(size, digest, time.monotonic() - started, codes)
+        raise
+    return read_fd
 
 
 def _grow_pipe(fd: int) -> None:

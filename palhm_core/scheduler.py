@@ -48,72 +48,98 @@ def build_all(
     signals: StopSignals,
 ) -> list[object]:
     """Run ``work(item)`` for every item; results in item order."""
-    limit = worker_count(nb_workers)
-    members: dict[str, list[int]] = {g: [] for g in depends}
-    for i, item in enumerate(items):
-        members[group_of(item)].append(i)
-    left = {g: len(ix) for g, ix in members.items()}
-    finished: set[str] = set()
-    started: set[int] = set()
-    results: list[object] = [None] * len(items)
-    running: set[int] = set()
-    done: queue.Queue = queue.Queue()
-    error: BaseException | None = None
+    build = _Build(items, group_of, depends, work, worker_count(nb_workers))
     since = time.monotonic()
-
-    def worker(i: int) -> None:
-        try:
-            done.put((i, True, work(items[i])))
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            done.put((i, False, e))
-
-    def settle() -> None:
-        changed = True
-        while changed:
-            changed = False
-            for g in depends:
-                if g not in finished and not left[g] and all(d in finished for d in depends[g]):
-                    finished.add(g)
-                    changed = True
-
     try:
         while True:
-            settle()
-            if error is None:
-                for g in depends:
-                    if not all(d in finished for d in depends[g]):
-                        continue
-                    for i in members[g]:
-                        if len(running) >= limit:
-                            break
-                        if i not in started:
-                            started.add(i)
-                            running.add(i)
-                            start_command_thread(lambda i=i: worker(i), f"palhm-object-{i}")
-            if not running:
+            build.settle()
+            if build.error is None:
+                build.dispatch()
+            if not build.running:
                 break
-            try:
-                i, ok, value = done.get(timeout=POLL)
-            except queue.Empty:
-                pass
-            else:
-                running.discard(i)
-                if ok:
-                    results[i] = value
-                    left[group_of(items[i])] -= 1
-                elif error is None:
-                    error = value
-                    # Not in this thread: a stop signal meanwhile must not wait
-                    # for the grace period of commands that ignore SIGTERM.
-                    start_helper_thread(children.stop, "palhm-stop")
-            if signals.stopping and error is None:
-                error = signals.pending_error()  # the stop already ends the commands
+            build.collect(children)
+            if signals.stopping and build.error is None:
+                build.error = signals.pending_error()  # the stop already ends the commands
             limit_at = signals.finish_by(since)
-            if error is not None and limit_at is not None and time.monotonic() >= limit_at:
+            if build.error is not None and limit_at is not None and time.monotonic() >= limit_at:
                 break  # the rest are left behind
     except BaseException:
         children.stop()
         raise
-    if error is not None:
-        raise error
-    return results
+    if build.error is not None:
+        raise build.error
+    return build.results
+
+
+class _Build:
+    """The state of one :func:`build_all`: which groups have finished, which
+    items run, their results and the first error."""
+
+    def __init__(self, items, group_of, depends: dict[str, list[str]], work, limit: int):
+        self.items = items
+        self.group_of = group_of
+        self.depends = depends
+        self.work = work
+        self.limit = limit
+        self.members: dict[str, list[int]] = {g: [] for g in depends}
+        for i, item in enumerate(items):
+            self.members[group_of(item)].append(i)
+        #: Items of each group not built yet.
+        self.left = {g: len(ix) for g, ix in self.members.items()}
+        self.finished: set[str] = set()
+        self.started: set[int] = set()
+        self.running: set[int] = set()
+        self.results: list[object] = [None] * len(items)
+        self.error: BaseException | None = None
+        self.done: queue.Queue = queue.Queue()
+
+    def _ready(self, group: str) -> bool:
+        return all(d in self.finished for d in self.depends[group])
+
+    def settle(self) -> None:
+        """Mark finished every group whose dependencies have and whose items
+        are all built."""
+        changed = True
+        while changed:
+            changed = False
+            for g in self.depends:
+                if g not in self.finished and not self.left[g] and self._ready(g):
+                    self.finished.add(g)
+                    changed = True
+
+    def dispatch(self) -> None:
+        """Start the items whose groups may start, in config order, up to the
+        worker limit."""
+        for g in self.depends:
+            if not self._ready(g):
+                continue
+            for i in self.members[g]:
+                if len(self.running) >= self.limit:
+                    break
+                if i not in self.started:
+                    self.started.add(i)
+                    self.running.add(i)
+                    start_command_thread(lambda i=i: self._worker(i), f"palhm-object-{i}")
+
+    def _worker(self, i: int) -> None:
+        try:
+            self.done.put((i, True, self.work(self.items[i])))
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            self.done.put((i, False, e))
+
+    def collect(self, children: Children) -> None:
+        """Wait (at most :data:`POLL` seconds) for an item to end; on the
+        first failure, end every running pipeline."""
+        try:
+            i, ok, value = self.done.get(timeout=POLL)
+        except queue.Empty:
+            return
+        self.running.discard(i)
+        if ok:
+            self.results[i] = value
+            self.left[self.group_of(self.items[i])] -= 1
+        elif self.error is None:
+            self.error = value
+            # Not in this thread: a stop signal meanwhile must not wait
+            # for the grace period of commands that ignore SIGTERM.
+            start_helper_thread(children.stop, "palhm-stop")

@@ -77,34 +77,11 @@ def _judged(task, backend):
 def cmd_list(args) -> int:
     from datetime import datetime, timezone
 
-    from palhm_core.manifest import finished_time
-
     task, backend = _backend(args)
     if _keeps_nothing(task, backend):
         return 0
-    copies = _judged(task, backend)
     now = datetime.now(timezone.utc)
-    rows = []
-    for c in copies:
-        finished = finished_time(c.manifest) if c.manifest else c.finished
-        age = None
-        if finished is not None and finished.tzinfo is not None and not c.future:
-            age = max(0, int((now - finished).total_seconds()))
-        why = c.why
-        if c.future:
-            why = f"finished {c.manifest['finished']}, after now: the clock was or is wrong"
-        rows.append(
-            {
-                "prefix": c.prefix,
-                "state": c.state,
-                "complete": c.state == "complete",
-                "future": c.future,
-                "why": why,
-                "objects": c.objects,
-                "size": c.size,
-                "age-seconds": age,
-            }
-        )
+    rows = [_row(c, now) for c in _judged(task, backend)]
     if args.json:
         json.dump(
             {"task": task.id, "backend": backend.describe(), "copies": rows}, sys.stdout, indent=2
@@ -127,6 +104,29 @@ def cmd_list(args) -> int:
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return 0
+
+
+def _row(c, now) -> dict:
+    """One copy as ``backups list --json`` shows it."""
+    from palhm_core.manifest import finished_time
+
+    finished = finished_time(c.manifest) if c.manifest else c.finished
+    age = None
+    if finished is not None and finished.tzinfo is not None and not c.future:
+        age = max(0, int((now - finished).total_seconds()))
+    why = c.why
+    if c.future:
+        why = f"finished {c.manifest['finished']}, after now: the clock was or is wrong"
+    return {
+        "prefix": c.prefix,
+        "state": c.state,
+        "complete": c.state == "complete",
+        "future": c.future,
+        "why": why,
+        "objects": c.objects,
+        "size": c.size,
+        "age-seconds": age,
+    }
 
 
 def cmd_verify(args) -> int:
