@@ -1,11 +1,20 @@
-"""Property-based config fuzzing: mutations of valid configs (wrong types,
-missing and extra keys, odd unicode, huge numbers, deep nesting, broken
-text) never end in a traceback. ``palhm config check`` exits 0, 1 or 2, and
-every exit 2 names a place in the config: the file, and a JSON path or a
-line. Most cases call the CLI in-process (fast); one in twenty also runs as a
-real process, with ``palhm plan`` and, when every command of the mutated
-config is a harmless one, ``palhm run --dry-run`` of a backup task (the null
-backend: nothing is stored, and the run happens in a temporary directory).
+"""Property-based config fuzzing, from seed configs that are valid (checked
+first: they pass ``config check``, plan and dry-run).
+
+Mutations that may break a config (wrong types, missing and extra keys, odd
+unicode, huge numbers, deep nesting, broken text) never end in a traceback.
+``palhm config check`` exits 0, 1 or 2, every exit 2 names a place in the
+config: the file, and a JSON path or a line; a mutated config that passes the
+check plans each of its tasks. Most cases call the CLI in-process (fast); one
+in twenty also runs as a real process, with ``palhm plan`` and, when every
+command of the mutated config is a harmless one, ``palhm run --dry-run`` of
+a backup task (the null backend: nothing is stored, and the run happens in a
+temporary directory).
+
+Mutations that keep a config valid (other worker counts, verbosities and
+prefix precisions, objects and tasks in another order, more objects, other
+arguments and environments for ``echo``, JSON, JSONC or YAML) pass the check,
+plan every task and dry-run the backup and the routine, as real processes.
 """
 
 from __future__ import annotations
@@ -20,7 +29,12 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from palhm_core.prefix import TIMESPECS
+
 from .util import FIGURES, FUZZ_CASES, SEED, palhm, palhm_in_process
+
+#: The seed configs' tasks, each planned and dry-run.
+TASKS = [("backup", "check", "routine"), ("backup",)]
 
 #: Commands a mutated config may run for real (with --dry-run): each ends on
 #: its own whatever its arguments (not seq, whose arguments a mutation may
@@ -51,7 +65,7 @@ def base_configs(work: str) -> list[dict]:
                     "nb-copy-limit": "3",
                     "root-size-limit": "Infinity",
                     "block-size": 65536,
-                    "prefix": {"type": "iso8601", "timespec": "microseconds", "tz": "utc"},
+                    "prefix": {"type": "iso8601", "timespec": "microseconds", "basic": True},
                 },
                 "object-groups": [{"id": "first"}, {"id": "second", "depends": ["first"]}],
                 "objects": [
@@ -335,6 +349,11 @@ def names_a_place(stderr: str, conf: Path) -> bool:
     return bool(lines) and all(f"{conf}" in ln for ln in lines)
 
 
+def task_ids(doc) -> set[str]:
+    """The ids of the tasks of a config that passed the check."""
+    return {t["id"] for t in doc.get("tasks") or []}
+
+
 def commands(doc) -> set[str]:
     found = set()
     for path, node in nodes(doc):
@@ -374,9 +393,12 @@ def test_mutated_configs_never_crash(which, muts, fmt, cut, garbage, real):
         if rc == 2:
             assert names_a_place(stderr, conf), stderr
         if rc == 0:
+            exact = cut is None and not garbage and not deep  # the file says what doc says
             for task in ("backup", "routine"):
                 prc, perr = palhm_in_process("-f", str(conf), "plan", task)
                 assert prc in (0, 2), perr
+                if exact and task in task_ids(doc):
+                    assert prc == 0, f"a valid config does not plan {task}:\n{perr}"
         if real == 0:
             run_as_process(conf, rc, doc, work)
     finally:
@@ -400,3 +422,104 @@ def run_as_process(conf: Path, rc_in_process, doc, work: str) -> None:
     locks.mkdir(exist_ok=True)
     run = palhm("run", "--dry-run", "--lock-dir", str(locks), "backup", config=conf, cwd=work)
     assert run.returncode in (0, 1, 2), run.stderr
+
+
+def write(work: str, doc, fmt: str) -> Path:
+    conf = Path(work) / f"palhm.{fmt}"
+    conf.write_bytes(render(doc, [], fmt, None, b""))
+    return conf
+
+
+def assert_runs(conf: Path, doc, work: str) -> None:
+    """``config check`` passes, every task plans, and a dry run of the backup
+    task and of the routine (when there is one) succeeds; as processes."""
+    result = palhm("config", "check", config=conf, cwd=work)
+    assert result.returncode == 0, result.stderr
+    for task in sorted(task_ids(doc)):
+        plan = palhm("plan", task, config=conf, cwd=work)
+        assert plan.returncode == 0, f"plan {task}: {plan.stderr}"
+    locks = Path(work) / "locks"
+    locks.mkdir(mode=0o700, exist_ok=True)
+    for task in ("backup", "routine"):
+        if task in task_ids(doc):
+            run = palhm("run", "--dry-run", "--lock-dir", str(locks), task, config=conf, cwd=work)
+            assert run.returncode == 0, f"run --dry-run {task}: {run.stderr}"
+            FIGURES.fuzz_processes += 1
+
+
+def test_seed_configs_are_valid(tmp_path):
+    """Fuzzing starts from configs that pass the check, plan and dry-run:
+    else its mutations mostly test the error that was already there."""
+    for which, doc in enumerate(base_configs(str(tmp_path))):
+        work = tmp_path / str(which)
+        work.mkdir()
+        assert task_ids(doc) == set(TASKS[which])
+        assert_runs(write(str(work), doc, "json"), doc, str(work))
+
+
+#: Text an ``echo`` argument or an environment value may hold (no NUL, no
+#: lone surrogate: neither can be an argument).
+ARG_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=12
+)
+ENV_NAME = st.from_regex(r"[A-Z_][A-Z0-9_]{0,7}", fullmatch=True)
+#: One change that keeps a seed config valid: (op, a number, a text, a name).
+valid_change = st.tuples(
+    st.sampled_from(["workers", "vl", "timespec", "reverse", "add-object", "echo", "env"]),
+    st.integers(min_value=0, max_value=10**6),
+    ARG_TEXT,
+    ENV_NAME,
+)
+
+
+def change(doc: dict, op: str, n: int, text: str, name: str) -> None:
+    """Apply one valid change to ``doc`` in place."""
+    backup = next(t for t in doc["tasks"] if t["id"] == "backup")
+    if op == "workers":
+        doc["nb-workers"] = n % 9 - 1  # -1 (Python's default), 0 (the CPUs) or 1..7
+    elif op == "vl":
+        doc["vl"] = n % 5
+    elif op == "timespec":
+        params = backup["backend-param"]
+        prefix = params.setdefault("prefix", {"type": "iso8601"})
+        prefix["timespec"] = sorted(TIMESPECS)[n % len(TIMESPECS)]
+    elif op == "reverse":
+        [doc["tasks"], backup["objects"], backup.get("object-groups", [])][n % 3].reverse()
+    elif op == "add-object":
+        path = f"extra/{len(backup['objects'])}-{n}"
+        backup["objects"].append(
+            {"path": path, "pipeline": [{"type": "exec-inline", "argv": ["echo", text]}]}
+        )
+    elif op == "echo":
+        echoes = [o for o in backup["objects"] if o["pipeline"][0].get("argv", [None])[0] == "echo"]
+        if echoes:
+            echoes[n % len(echoes)]["pipeline"][0]["argv"].append(text)
+    elif op == "env":
+        inline = [s for o in backup["objects"] for s in o["pipeline"] if "exec-id" not in s]
+        if inline:
+            inline[n % len(inline)].setdefault("env", {})[f"FUZZ_{name}"] = text
+
+
+@seed(SEED)
+@settings(
+    max_examples=max(1, FUZZ_CASES // 20),
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    which=st.integers(min_value=0, max_value=1),
+    changes=st.lists(valid_change, min_size=1, max_size=4),
+    fmt=st.sampled_from(["json", "jsonc", "yaml"]),
+)
+def test_valid_mutations_still_plan_and_dry_run(which, changes, fmt):
+    work = tempfile.mkdtemp(prefix="palhm-fuzz-")
+    try:
+        doc = base_configs(work)[which]
+        for one in changes:
+            change(doc, *one)
+        FIGURES.fuzz_cases += 1
+        assert_runs(write(work, doc, fmt), doc, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -311,7 +311,7 @@ def trials(tmp_path: Path, store, name: str) -> None:
         conf = config(tmp_path, store, token)
         rc, stderr, begun, total = run_timed(store, conf, log)
         assert rc == 0, f"{what}, next run: {stderr}"
-        assert not wait_no_survivors(token, timeout=0.5)
+        assert not wait_no_survivors(token, timeout=10.0)
         assert store.leftovers() == [], what
         FIGURES.leftovers_cleaned += len(pending)
         pending.clear()
@@ -343,26 +343,25 @@ def test_kill_9_leaves_no_process_running(tmp_path, when):
     token = new_token()
     env = {TOKEN_VAR: token}
     root = tmp_path / "root"
+    go = tmp_path / "GO"
     # A last stage that writes straight into the staging file, a middle stage,
-    # a stage that ignores SIGTERM (so a rollback waits for it), and a
-    # grandchild in the stage's own process group.
+    # a stage that ignores SIGTERM (so that ending the stages waits out the
+    # grace period for it), and a grandchild in the stage's own process group;
+    # "fails" fails once the test creates GO. The sleeps' lengths tell them apart.
     objects = [
-        {
-            "path": "direct",
-            "pipeline": [inline("sh", "-c", "sleep 60; echo x", env=env)],
-        },
-        {
-            "path": "piped",
-            "pipeline": [inline("sleep", "60", env=env), inline("cat", env=env)],
-        },
+        {"path": "direct", "pipeline": [inline("sh", "-c", "sleep 61; echo x", env=env)]},
+        {"path": "piped", "pipeline": [inline("sleep", "62", env=env), inline("cat", env=env)]},
         {
             "path": "stubborn",
-            "pipeline": [inline("sh", "-c", "trap '' TERM; sleep 60 & wait; wait", env=env)],
+            "pipeline": [inline("sh", "-c", "trap '' TERM; sleep 63 & wait; wait", env=env)],
         },
-        {"path": "fails", "pipeline": [inline("sh", "-c", "sleep 1; exit 3", env=env)]},
+        {
+            "path": "fails",
+            "pipeline": [
+                inline("sh", "-c", f'while [ ! -e "{go}" ]; do sleep 0.05; done; exit 3', env=env)
+            ],
+        },
     ]
-    if when == "building":
-        objects.pop()  # nothing fails: PALHM is killed while it waits
     task = {
         "id": "backup",
         "type": "backup",
@@ -372,12 +371,24 @@ def test_kill_9_leaves_no_process_running(tmp_path, when):
     }
     conf = write_config(tmp_path, {"vl": 2, "nb-workers": 4, "tasks": [task]})
     proc = start_palhm("run", "backup", config=conf)
-    deadline = time.monotonic() + 20
-    while len(survivors(token)) < 5:
-        assert time.monotonic() < deadline, survivors(token)
-        time.sleep(0.05)
+
+    def running(*commands: str) -> bool:
+        assert proc.poll() is None, f"palhm exited ({proc.returncode}) too early"
+        return set(commands) <= {cmd for _, cmd in survivors(token)}
+
+    def reached(state, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not state():
+            assert time.monotonic() < deadline, f"not {what}: {survivors(token)}"
+            time.sleep(0.05)
+
+    reached(lambda: running("sleep 61", "sleep 62", "cat", "sleep 63"), "every stage running")
     if when == "rolling back":
-        time.sleep(1.5)  # "fails" has failed: PALHM waits out the grace period
+        go.touch()  # "fails" fails: PALHM ends the other stages, and waits for "stubborn"
+        reached(
+            lambda: running("sleep 63") and not running("sleep 61") and not running("sleep 62"),
+            "ending the stages",
+        )
     assert kill9_after(proc, 0)
     FIGURES.trials += 1
     left = wait_no_survivors(token, timeout=10.0)
