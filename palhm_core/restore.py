@@ -13,8 +13,11 @@ mismatch (or more bytes than the manifest says, found as soon as they
 come) its process groups are ended instead (SIGTERM, SIGKILL after a grace
 period), so that it sees a failure, never a clean end of a wrong input, and
 PALHM exits 1. Then every exit code is checked against the command's ``ec``,
-as for a backup pipeline, and a command's ``timeout`` bounds its stage from
-the start of the pipeline.
+as for a backup pipeline, except that a command killed by SIGPIPE is not at
+fault when the command reading its output succeeded (it stopped reading
+because it had what it needed, as ``pg_restore --list`` does); PALHM itself
+still reads and hashes the whole object. A command's ``timeout`` bounds its
+stage from the start of the pipeline.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import errno
 import fcntl
 import os
 import select
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -144,6 +148,12 @@ class Feed:
                 raise
         for relay in self.relays:
             relay.finish()
+        # A reader that stopped early and succeeded had read what it needed
+        # (pg_restore --list reads only the table of contents): the broken
+        # pipe of the stage before it is no failure, as in a shell.
+        for i in range(len(codes) - 2, -1, -1):
+            if codes[i] == -signal.SIGPIPE and codes[i + 1] in self.execs[i + 1].ec:
+                codes[i] = self.execs[i].ec.low  # counted as a success
         _check_exit_codes(self.execs, codes, self.relays)
 
     def kill(self) -> None:
