@@ -21,7 +21,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import FAST_PREFIX, copies, inline, write_config
+from conftest import FAST_PREFIX, copies, inline, run_palhm, write_config
 
 from palhm_core.backend import CopyInfo
 from palhm_core.config.place import Place
@@ -329,3 +329,108 @@ def test_runs_apply_the_policy_and_report_why_copies_stay(tmp_path):
         "2026-01-02T09": ["daily"],
         "2026-01-03T09": ["just made", "last", "daily"],
     }
+
+
+# -- palhm backups prune ---------------------------------------------------------
+
+
+def _task_with(root: Path, **params) -> dict:
+    return {
+        "id": "b",
+        "type": "backup",
+        "backend": "localfs",
+        "backend-param": {"root": str(root), "prefix": FAST_PREFIX, **params},
+        "objects": [{"path": "x", "pipeline": [inline("echo", "hi")]}],
+    }
+
+
+def test_prune_shows_then_applies_a_new_policy(tmp_path):
+    root = tmp_path / "root"
+    cfg = write_config(tmp_path, {"tasks": [_task_with(root)]})
+    for _ in range(4):
+        done = run_palhm("run", "b", "--lock-dir", tmp_path / "locks", config=cfg)
+        assert done.returncode == 0, done.stderr
+    made = copies(root)
+    cfg = write_config(tmp_path, {"tasks": [_task_with(root, keep={"last": 2})]})
+    dry = run_palhm(
+        "backups", "prune", "b", "--dry-run", "--lock-dir", tmp_path / "locks", config=cfg
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert copies(root) == made
+    lines = dry.stdout.splitlines()
+    assert lines[0] == "keep 2 copies:"
+    assert lines[2].startswith(made[2]) and lines[2].endswith("  last")
+    assert lines[3].startswith(made[3]) and lines[3].endswith("  newest, last")
+    assert "would delete 2 copies:" in lines
+    assert [line.split()[0] for line in lines[-2:]] == made[:2]
+    assert all(line.endswith("  policy") for line in lines[-2:])
+    as_json = run_palhm(
+        "backups",
+        "prune",
+        "b",
+        "--dry-run",
+        "--json",
+        config=cfg,
+        env={"PALHM_LOCK_DIR": str(tmp_path / "locks")},
+    )
+    doc = json.loads(as_json.stdout)
+    assert [(c["prefix"], c["keep"], c["reasons"]) for c in doc["copies"]] == [
+        (made[0], False, ["policy"]),
+        (made[1], False, ["policy"]),
+        (made[2], True, ["last"]),
+        (made[3], True, ["newest", "last"]),
+    ]
+    done = run_palhm("backups", "prune", "b", "--lock-dir", tmp_path / "locks", config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert copies(root) == made[2:]
+    assert f"deleted copy {made[0]} (policy)" in done.stderr
+
+
+def test_prune_applies_the_caps_after_the_policy(tmp_path):
+    root = tmp_path / "root"
+    cfg = write_config(tmp_path, {"tasks": [_task_with(root)]})
+    for _ in range(3):
+        assert run_palhm("run", "b", "--lock-dir", tmp_path / "locks", config=cfg).returncode == 0
+    made = copies(root)
+    cfg = write_config(
+        tmp_path, {"tasks": [_task_with(root, keep={"last": 3}, **{"nb-copy-limit": 1})]}
+    )
+    done = run_palhm("backups", "prune", "b", "--lock-dir", tmp_path / "locks", config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert copies(root) == made[-1:]
+    assert "nb-copy-limit" in done.stdout
+
+
+def test_prune_exits_75_while_a_run_holds_the_task_lock(tmp_path):
+    from palhm_core.lock import RunLocks
+
+    root = tmp_path / "root"
+    cfg = write_config(tmp_path, {"tasks": [_task_with(root, keep={"last": 1})]})
+    assert run_palhm("run", "b", "--lock-dir", tmp_path / "locks", config=cfg).returncode == 0
+    held = RunLocks(str(cfg), ["b"], str(tmp_path / "locks"))
+    held.acquire()
+    try:
+        done = run_palhm("backups", "prune", "b", "--lock-dir", tmp_path / "locks", config=cfg)
+    finally:
+        held.release()
+    assert done.returncode == 75, done.stderr
+    assert len(copies(root)) == 1
+
+
+@pytest.mark.parametrize(
+    ("keep", "message"),
+    [
+        ({"daily": "7"}, "backend-param.keep.daily: expected integer"),
+        ({"weekly": -2}, "backend-param.keep.weekly: must be at least -1"),
+        ({"hourly": 1, "within": "2x"}, "backend-param.keep.within: bad duration '2x'"),
+        ({"type": "fifo"}, "backend-param.keep.type: unknown retention policy 'fifo'"),
+        ({"daily": 1, "tz": "Nowhere/City"}, "backend-param.keep.tz: unknown time zone"),
+        ({"montly": 3}, "backend-param.keep.montly: unknown key"),
+    ],
+)
+def test_a_bad_keep_is_one_config_error_line(tmp_path, keep, message):
+    cfg = write_config(tmp_path, {"tasks": [_task_with(tmp_path / "root", keep=keep)]})
+    done = run_palhm("config", "check", config=cfg)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
