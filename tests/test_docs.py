@@ -117,6 +117,7 @@ def test_config_md_has_a_section_for_each_installed_kind(schema):
         "task type": "task",
         "prefix generator": "prefix",
         "builtin": "builtin",
+        "notifier": "notifier",
     }
     absent = [
         f"{kind} {name}"

@@ -126,6 +126,7 @@ def test_plugins_all_shows_the_builtins_as_plugins_of_palhm():
         "task type": ["backup", "routine"],
         "prefix generator": ["iso8601"],
         "builtin": ["sigmask"],
+        "notifier": ["mail", "webhook", "stdout"],
     }
     assert set(listed) <= {p["name"] for p in everything}
 
@@ -330,7 +331,10 @@ def test_the_example_plugin_parameters_are_in_the_schema_and_checked(tmp_path):
     )
     result = run_palhm("config", "check", config=config)
     assert result.returncode == 2
-    assert result.stderr == f"palhm: {config}: tasks[0].path: required\n"
+    assert result.stderr == (
+        f"palhm: {config}: tasks[0].path: required\n"
+        f"palhm: {config}: tasks[1].backend-param.prefix.label: a prefix must not contain '/'\n"
+    )
     (tmp_path / "palhm.jsonc").write_text(
         json.dumps(
             {

@@ -156,6 +156,12 @@ SECTIONS = [
     ),
     ("prefix", "Prefix generators", "The `backend-param.prefix` object, by `type`."),
     ("builtin.", "Builtins", "The `param` of a `builtin` step, by `builtin-id`."),
+    (
+        "notifier.",
+        "Notifiers",
+        "An entry of a `notify` list (top level: the run; in a task: that task), by `type`. "
+        "`on` and `timeout` are handled by the core for every notifier.",
+    ),
 ]
 
 
@@ -315,6 +321,7 @@ def title_of(name: str) -> str:
         "backend": "backend",
         "prefix": "prefix generator",
         "builtin": "builtin",
+        "notifier": "notifier",
     }[kind]
     return f"`{what}` {label}"
 

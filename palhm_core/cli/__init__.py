@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from palhm_core.cli import backups, config, plugins, restore, run
+    from palhm_core.cli import backups, bootreport, config, plugins, restore, run
 
     p = _Parser(
         prog="palhm",
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_parser(sub)
     backups.add_parser(sub)
     restore.add_parser(sub)
+    bootreport.add_parser(sub)
     h = sub.add_parser("help", help="show help for a command")
     h.add_argument("topic", nargs="?", metavar="COMMAND")
     h.set_defaults(func=lambda args: _help(p, sub, args.topic))

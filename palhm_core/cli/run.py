@@ -46,7 +46,8 @@ def add_parsers(sub) -> None:
         "--dry-run",
         action="store_true",
         help="run every backup into the null backend: pipelines run, nothing is stored and "
-        "no backend is touched (the commands of routine tasks still run)",
+        "no backend is touched; routine tasks run no command and call no builtin (they only "
+        "log them) and follow their task steps; no notification is sent",
     )
     p.add_argument(
         "--wait",
@@ -167,9 +168,11 @@ class _Run:
         """The config, the task the run names and the verbosity; registers
         the run's own plugins."""
         from palhm_core.cli import load_config
+        from palhm_core.notify import dispatch as notify
 
         plugins, conf, vl = load_config(self.args)
         task = conf.task(self.record.task_id)
+        notify.attach(plugins, conf, task.id, self.args.dry_run)
         self.record.task_type = task.name
         plugins.dry_run = self.args.dry_run
         plugins.pm.register(self.record, name="palhm-run-record")

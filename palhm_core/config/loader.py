@@ -104,7 +104,7 @@ def load(path: str, plugins: Plugins) -> Config:
     tasks (backend parameters, groups, objects), notifiers, the boot report,
     task pointers and roots shared by two tasks.
     """
-    from palhm_core.notify import build_subscriptions
+    from palhm_core.notify import subscribe
     from palhm_core.notify.bootreport import BootReport
 
     files = read_tree(path)
@@ -131,9 +131,10 @@ def load(path: str, plugins: Plugins) -> Config:
             conf.execs[exec_conf["id"]] = ex
         elif isinstance(exec_conf, dict) and isinstance(exec_conf.get("id"), str):
             ctx.broken_execs.add(exec_conf["id"])
-    if "notify" in origins:
-        notify, place = origins["notify"]
-        conf.notify = _collect(errors, build_subscriptions, notify, place, plugins) or []
+    for params, place in origins["notify"]:
+        sub = _collect(errors, subscribe, params, place, plugins) if place.ok else None
+        if sub is not None:
+            conf.notify.append(sub)
     if "boot-report" in origins:
         report, place = origins["boot-report"]
         conf.boot_report = _collect(errors, BootReport, report, place, plugins)
@@ -151,11 +152,12 @@ def load(path: str, plugins: Plugins) -> Config:
                 broken_tasks.add(task_conf["id"])
             continue
         conf.tasks[task_conf["id"]] = task
-        if task_conf.get("notify"):
-            subs = _collect(
-                errors, build_subscriptions, task_conf["notify"], place / "notify", plugins
-            )
-            conf.task_notify[task.id] = subs or []
+        subs = [
+            _collect(errors, subscribe, params, place / "notify" / i, plugins)
+            for i, params in enumerate(task_conf.get("notify", ()))
+        ]
+        if subs:
+            conf.task_notify[task.id] = [sub for sub in subs if sub is not None]
     errors.extend(_shared_roots(conf.tasks))
     errors.extend(_link(conf.tasks, broken_tasks))
     _raise_if(errors)
@@ -237,7 +239,7 @@ def _merge(files: list[ConfigFile], errors: list[str], refused: set[tuple[str, t
     files override earlier ones. A scalar the schema refused is
     left out; execs and tasks are kept with ``ok`` False on their place."""
     merged: dict[str, Any] = {"execs": [], "tasks": []}
-    origins: dict[str, Any] = {"execs": [], "tasks": [], "modules": [], "plugins": {}}
+    origins: dict[str, Any] = {"execs": [], "tasks": [], "modules": [], "plugins": {}, "notify": []}
     seen: dict[tuple[str, str], Place] = {}
     for f in files:
         root = Place(f.path)
@@ -264,6 +266,9 @@ def _merge(files: list[ConfigFile], errors: list[str], refused: set[tuple[str, t
                 for name, settings in value.items():  # a later file's replace an earlier's
                     merged.setdefault("plugins", {})[name] = settings
                     origins["plugins"][name] = _Origin(root / key / name, refused)
+            elif key == "notify" and isinstance(value, list):  # each entry on its own
+                merged[key] = value
+                origins[key] = [(v, _Origin(root / key / i, refused)) for i, v in enumerate(value)]
             elif not _Origin(root / key, refused).ok:
                 continue
             elif key == "modules":
@@ -273,7 +278,7 @@ def _merge(files: list[ConfigFile], errors: list[str], refused: set[tuple[str, t
                     origins["modules"].append((name, root / key / i))
             elif key != "include":
                 merged[key] = value
-                if key in ("notify", "boot-report"):
+                if key == "boot-report":
                     origins[key] = (value, root / key)
     return merged, origins
 

@@ -186,6 +186,32 @@ def build_schema(plugins) -> dict[str, Any]:
     """The config schema for the plugins loaded."""
     regs = plugins.registries
     defs: dict[str, Any] = {}
+    _step_defs(defs)
+    _typed_defs(defs, "prefix", regs["prefix generator"], "The prefix generator.")
+    defs["prefix"] = _choice(COMMON_BACKEND_KEYS["prefix"], "prefix", regs["prefix generator"])
+    _typed_defs(defs, "keep", regs["retention policy"], "The retention policy.")
+    defs["keep"] = _choice(COMMON_BACKEND_KEYS["keep"], "keep", regs["retention policy"])
+    _backend_defs(defs, regs["backend"])
+    _builtin_defs(defs, regs["builtin"])
+    _typed_defs(defs, "notifier", regs["notifier"], "The notifier.", NOTIFY_KEYS)
+    defs["notify"] = _notify_def(regs["notifier"])
+    _task_defs(defs, regs["task type"], regs["backend"])
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "PALHM configuration",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": _top_keys(plugins, defs),
+        "$defs": defs,
+    }
+    schema = copy.deepcopy(schema)  # plugins' own dicts stay as they are
+    _describe_refs(schema, schema["$defs"])
+    return schema
+
+
+def _step_defs(defs: dict[str, Any]) -> None:
+    """The steps of pipelines and routines, and exec definitions."""
     for name, step in STEP_SCHEMAS.items():
         defs[f"step.{name}"] = _object(
             {"type": {"const": name, "description": "The kind of step."}, **step["properties"]},
@@ -202,48 +228,43 @@ def build_schema(plugins) -> dict[str, Any]:
         "description": "Commands joined by pipes; the last one's output is the object.",
     }
     defs["routine"] = _steps(list(STEP_SCHEMAS)) | {"description": "Steps run in order."}
-    for name, reg in regs["prefix generator"].items():
+
+
+def _typed_defs(defs: dict[str, Any], kind: str, registry, what: str, core_keys=None) -> None:
+    """``KIND.NAME`` for each class of a registry whose objects name it in
+    ``type``: the class's parameters, and the keys the core adds."""
+    for name, reg in registry.items():
         cls = reg.cls
-        defs[f"prefix.{name}"] = _object(
+        defs[f"{kind}.{name}"] = _object(
             {
-                "type": {"const": name, "description": "The prefix generator."},
+                "type": {"const": name, "description": what},
+                **(core_keys or {}),
                 **cls.schema.get("properties", {}),
             },
             cls.schema.get("required", ()),
             cls.description,
         )
-    prefix_schema = dict(COMMON_BACKEND_KEYS["prefix"])
-    prefix_schema["allOf"] = _select(
-        "type", {n: f"#/$defs/prefix.{n}" for n in regs["prefix generator"]}
-    )
-    if DEFAULT_PREFIX in regs["prefix generator"]:
-        prefix_schema["allOf"].append(
+
+
+def _choice(base: dict, kind: str, registry) -> dict[str, Any]:
+    """An object whose ``type`` picks ``KIND.NAME``; without ``type``, the
+    core's default (``iso8601``, ``calendar``) when installed."""
+    schema = dict(base)
+    schema["allOf"] = _select("type", {n: f"#/$defs/{kind}.{n}" for n in registry})
+    default = {"prefix": DEFAULT_PREFIX, "keep": DEFAULT_POLICY}[kind]
+    if default in registry:
+        schema["allOf"].append(
             {
                 "if": {"not": {"required": ["type"]}},
-                "then": {"$ref": f"#/$defs/prefix.{DEFAULT_PREFIX}"},
+                "then": {"$ref": f"#/$defs/{kind}.{default}"},
             }
         )
-    for name, reg in regs["retention policy"].items():
-        defs[f"keep.{name}"] = _object(
-            {
-                "type": {"const": name, "description": "The retention policy."},
-                **reg.cls.schema.get("properties", {}),
-            },
-            reg.cls.schema.get("required", ()),
-            reg.cls.description,
-        )
-    defs["keep"] = dict(COMMON_BACKEND_KEYS["keep"])
-    defs["keep"]["allOf"] = _select(
-        "type", {n: f"#/$defs/keep.{n}" for n in regs["retention policy"]}
-    )
-    if DEFAULT_POLICY in regs["retention policy"]:
-        defs["keep"]["allOf"].append(
-            {
-                "if": {"not": {"required": ["type"]}},
-                "then": {"$ref": f"#/$defs/keep.{DEFAULT_POLICY}"},
-            }
-        )
-    for name, reg in regs["backend"].items():
+    return schema
+
+
+def _backend_defs(defs: dict[str, Any], backends) -> None:
+    """``backend.NAME``: a backend's parameters and the keys the core adds."""
+    for name, reg in backends.items():
         cls = reg.cls
         props = {
             **COMMON_BACKEND_KEYS,
@@ -256,39 +277,39 @@ def build_schema(plugins) -> dict[str, Any]:
             cls.schema.get("required", ()),
             f"Parameters of the {name} backend: {cls.description}".rstrip(": "),
         )
-    defs["prefix"] = prefix_schema
-    for name, reg in regs["builtin"].items():
+
+
+def _builtin_defs(defs: dict[str, Any], builtins) -> None:
+    """``builtin.NAME`` (the ``param`` of a builtin step) and the rule that
+    picks it by ``builtin-id``."""
+    for name, reg in builtins.items():
         defs[f"builtin.{name}"] = {"description": reg.cls.description, **reg.cls.schema}
     defs["step.builtin"]["allOf"] = [
         {
             "if": {"properties": {"builtin-id": {"const": name}}, "required": ["builtin-id"]},
             "then": {"properties": {"param": {"$ref": f"#/$defs/builtin.{name}"}}},
         }
-        for name in regs["builtin"]
+        for name in builtins
     ]
-    for name, reg in regs["notifier"].items():
-        defs[f"notifier.{name}"] = _object(
-            {
-                "type": {"const": name, "description": "The notifier."},
-                **NOTIFY_KEYS,
-                **reg.cls.schema.get("properties", {}),
-            },
-            reg.cls.schema.get("required", ()),
-            reg.cls.description,
-        )
-    defs["notify"] = {
+
+
+def _notify_def(notifiers) -> dict[str, Any]:
+    return {
         "type": "array",
         "description": "Notifiers: each sends the events it is on (start, success, failure).",
         "items": {
             "type": "object",
             "required": ["type"],
-            "properties": {
-                "type": {"enum": list(regs["notifier"]), "description": "The notifier."}
-            },
-            "allOf": _select("type", {n: f"#/$defs/notifier.{n}" for n in regs["notifier"]}),
+            "properties": {"type": {"enum": list(notifiers), "description": "The notifier."}},
+            "allOf": _select("type", {n: f"#/$defs/notifier.{n}" for n in notifiers}),
         },
     }
-    for name, reg in regs["task type"].items():
+
+
+def _task_defs(defs: dict[str, Any], task_types, backends) -> None:
+    """``task.NAME``: a task type's keys and the ones the core gives every
+    task; a task type with ``backend-param`` gets each backend's parameters."""
+    for name, reg in task_types.items():
         cls = reg.cls
         props = {
             "id": {"type": "string", "description": "The task's name, as `palhm run` takes it."},
@@ -305,18 +326,27 @@ def build_schema(plugins) -> dict[str, Any]:
             props, ["id", "type", *cls.schema.get("required", ())], cls.description
         )
         if "backend-param" in props:  # a task storing copies: parameters per backend
-            # a backend with required parameters needs the object itself
-            needs = {b for b, breg in regs["backend"].items() if breg.cls.schema.get("required")}
-            defs[f"task.{name}"]["allOf"] = [
-                {
-                    "if": {"properties": {"backend": {"const": b}}, "required": ["backend"]},
-                    "then": {
-                        "properties": {"backend-param": {"$ref": f"#/$defs/backend.{b}"}},
-                        **({"required": ["backend-param"]} if b in needs else {}),
-                    },
-                }
-                for b in regs["backend"]
-            ]
+            defs[f"task.{name}"]["allOf"] = _backend_params(backends)
+
+
+def _backend_params(backends) -> list[dict[str, Any]]:
+    """For each backend, its ``backend-param`` schema; a backend with
+    required parameters needs the object itself."""
+    needs = {b for b, breg in backends.items() if breg.cls.schema.get("required")}
+    return [
+        {
+            "if": {"properties": {"backend": {"const": b}}, "required": ["backend"]},
+            "then": {
+                "properties": {"backend-param": {"$ref": f"#/$defs/backend.{b}"}},
+                **({"required": ["backend-param"]} if b in needs else {}),
+            },
+        }
+        for b in backends
+    ]
+
+
+def _top_keys(plugins, defs: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a config file."""
     task = {
         "type": "object",
         "required": ["id", "type"],
@@ -324,59 +354,48 @@ def build_schema(plugins) -> dict[str, Any]:
             "id": {"type": "string", "description": "The task's name."},
             "type": {"type": "string", "description": "The task type: backup, routine, ..."},
         },
-        "allOf": _select("type", {n: f"#/$defs/task.{n}" for n in regs["task type"]}),
+        "allOf": _select("type", {n: f"#/$defs/task.{n}" for n in plugins.registries["task type"]}),
     }
-    schema = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        "title": "PALHM configuration",
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "include": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "Config files merged into this one, in order; relative paths "
-                "resolve from this file's directory.",
-            },
-            "modules": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "Plugins that must be installed (aws is an alias for s3).",
-            },
-            "nb-workers": {
-                "type": "integer",
-                "minimum": -1024,
-                "maximum": 1024,
-                "description": "Backup objects built at once: 0 = the CPUs this process may use, "
-                "negative = Python's default, positive = that many (at most 1024). Default 0.",
-            },
-            "vl": {
-                "type": "integer",
-                "minimum": -100,
-                "maximum": 100,
-                "description": "Verbosity: 0 critical, 1 error, 2 warning, 3 info (default), "
-                "4 and more debug.",
-            },
-            "execs": {
-                "type": "array",
-                "items": {"$ref": "#/$defs/exec-definition"},
-                "description": "Exec definitions that steps refer to by id.",
-            },
-            "tasks": {"type": "array", "items": task, "description": "The tasks."},
-            "plugins": _plugin_settings(plugins, defs),
-            "notify": {
-                "$ref": "#/$defs/notify",
-                "description": "Notifiers told of the run: the start, success or failure of "
-                "the task palhm run names.",
-            },
-            "boot-report": BOOT_REPORT_SCHEMA,
+    return {
+        "include": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Config files merged into this one, in order; relative paths "
+            "resolve from this file's directory.",
         },
-        "$defs": defs,
+        "modules": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Plugins that must be installed (aws is an alias for s3).",
+        },
+        "nb-workers": {
+            "type": "integer",
+            "minimum": -1024,
+            "maximum": 1024,
+            "description": "Backup objects built at once: 0 = the CPUs this process may use, "
+            "negative = Python's default, positive = that many (at most 1024). Default 0.",
+        },
+        "vl": {
+            "type": "integer",
+            "minimum": -100,
+            "maximum": 100,
+            "description": "Verbosity: 0 critical, 1 error, 2 warning, 3 info (default), "
+            "4 and more debug.",
+        },
+        "execs": {
+            "type": "array",
+            "items": {"$ref": "#/$defs/exec-definition"},
+            "description": "Exec definitions that steps refer to by id.",
+        },
+        "tasks": {"type": "array", "items": task, "description": "The tasks."},
+        "plugins": _plugin_settings(plugins, defs),
+        "notify": {
+            "$ref": "#/$defs/notify",
+            "description": "Notifiers told of the run: the start, success or failure of "
+            "the task palhm run names.",
+        },
+        "boot-report": BOOT_REPORT_SCHEMA,
     }
-    schema = copy.deepcopy(schema)  # plugins' own dicts stay as they are
-    _describe_refs(schema, schema["$defs"])
-    return schema
 
 
 def _plugin_settings(plugins, defs: dict[str, Any]) -> dict[str, Any]:

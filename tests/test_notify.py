@@ -1,0 +1,401 @@
+"""Notifications reach real servers on 127.0.0.1: Healthchecks-style pings in
+order, JSON webhooks with what the run did, mails through an SMTP server and
+through a sendmail program; a notifier that fails or hangs is a warning and
+never changes the run's exit status or holds it past its timeout."""
+
+from __future__ import annotations
+
+import os
+import ssl
+
+import pytest
+from conftest import backup_task, inline, run_palhm, write_config
+from notify_servers import (
+    HttpRecorder,
+    SmtpRecorder,
+    calls,
+    fake_mua,
+    path_with,
+    self_signed,
+)
+
+HOST = os.uname().nodename
+
+
+@pytest.fixture
+def http():
+    server = HttpRecorder().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp():
+    server = SmtpRecorder().start()
+    yield server
+    server.stop()
+
+
+def backup(tmp_path, *, fail=False, **params):
+    argv = ("sh", "-c", "echo broken >&2; exit 3") if fail else ("echo", "hello")
+    return backup_task(
+        "db",
+        root=str(tmp_path / "root"),
+        # stderr hidden: its last lines follow the error line
+        objects=[{"path": "db.txt", "pipeline": [inline(*argv, **{"vl-stderr": 9})]}],
+        **params,
+    )
+
+
+def test_healthchecks_pings_start_then_success_with_the_copy(tmp_path, http):
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [{"type": "webhook", "preset": "healthchecks", "url": http.url + "/ping/u1"}],
+            "tasks": [backup(tmp_path)],
+        },
+    )
+    result = run_palhm("run", "db", config=config)
+    assert result.returncode == 0, result.stderr
+    assert http.paths() == ["/ping/u1/start", "/ping/u1"]
+    prefix = next(p.name for p in (tmp_path / "root").iterdir())
+    body = http.requests[1].body.decode()
+    assert "task:        db (backup)" in body
+    assert f"host:        {HOST}" in body
+    assert f"db: {prefix} on " in body
+    assert "exit status: 0" in body
+
+
+def test_healthchecks_pings_start_then_fail_and_the_exit_status_stays(tmp_path, http):
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [{"type": "webhook", "preset": "healthchecks", "url": http.url + "/u2/"}],
+            "tasks": [backup(tmp_path, fail=True)],
+        },
+    )
+    result = run_palhm("run", "db", config=config)
+    assert result.returncode == 1
+    assert http.paths() == ["/u2/start", "/u2/fail"]
+    body = http.requests[1].body.decode()
+    assert "exit status: 1" in body
+    assert "broken" in body  # the command's stderr follows the error line
+
+
+def test_json_webhook_carries_copies_rotated_and_durations(tmp_path, http):
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [{"type": "webhook", "url": http.url + "/hook", "on": ["success"]}],
+            "tasks": [backup(tmp_path, **{"nb-copy-limit": 1})],
+        },
+    )
+    assert run_palhm("run", "db", config=config).returncode == 0
+    first = next(p.name for p in (tmp_path / "root").iterdir())
+    assert run_palhm("run", "db", config=config).returncode == 0
+    second = next(p.name for p in (tmp_path / "root").iterdir())
+    assert first != second
+    assert len(http.requests) == 2
+    doc = http.requests[1].json()
+    assert http.requests[1].headers["content-type"] == "application/json"
+    assert doc["host"] == HOST
+    assert doc["task"] == "db" and doc["event"] == "success"
+    assert doc["exit-status"] == 0 and doc["error"] is None
+    assert [c["prefix"] for c in doc["copies"]] == [second]
+    assert doc["copies"][0]["bytes"] == len("hello\n")
+    assert doc["rotated"] == [{"task": "db", "prefix": first}]
+    assert doc["seconds"] >= 0 and doc["started"] <= doc["finished"]
+
+
+def test_json_webhook_failure_document(tmp_path, http):
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [{"type": "webhook", "url": http.url + "/hook"}],
+            "tasks": [backup(tmp_path, fail=True)],
+        },
+    )
+    result = run_palhm("run", "db", config=config)
+    assert result.returncode == 1
+    (request,) = http.requests  # json: success and failure, no start
+    doc = request.json()
+    assert doc["event"] == "failure" and doc["exit-status"] == 1
+    error_line = next(line for line in result.stderr.splitlines() if "exited with" in line)
+    assert doc["error"] == error_line.removeprefix("palhm: ")
+    assert doc["copies"] == [] and doc["rotated"] == []
+
+
+def test_a_server_answering_500_is_retried_then_a_warning(tmp_path, http):
+    http.status = 500
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [
+                {"type": "webhook", "url": http.url + "/x", "on": ["success"], "retries": 2}
+            ],
+            "tasks": [backup(tmp_path)],
+        },
+    )
+    result = run_palhm("run", "db", config=config)
+    assert result.returncode == 0, result.stderr
+    assert len(http.requests) == 3
+    assert "notifier webhook (json) http://127.0.0.1:" in result.stderr
+    assert "HTTP 500" in result.stderr and "after 3 attempts" in result.stderr
+
+
+def test_a_server_that_never_answers_does_not_hold_the_run(tmp_path, http):
+    http.holding = True
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [
+                {
+                    "type": "webhook",
+                    "preset": "healthchecks",
+                    "url": http.url + "/hc",
+                    "timeout": 1,
+                    "retries": 5,
+                }
+            ],
+            "tasks": [backup(tmp_path)],
+        },
+    )
+    # The notifier's bound is 1 s per event; the run must end well within
+    # the subprocess timeout although the server never answers.
+    result = run_palhm("run", "db", config=config, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "could not send the start notification" in result.stderr
+    assert "could not send the success notification" in result.stderr
+    assert [p.name for p in (tmp_path / "root").iterdir()]  # the copy was made
+    assert http.paths()[0] == "/hc/start"
+
+
+def test_a_log_line_never_shows_the_ping_url_path_or_its_password(tmp_path, http):
+    http.status = 404
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [
+                {
+                    "type": "webhook",
+                    "url": http.url.replace("//", "//user:s3cret@") + "/secret-uuid",
+                    "headers": {"Authorization": "Bearer tok-123"},
+                    "on": ["success"],
+                }
+            ],
+            "tasks": [backup(tmp_path)],
+        },
+    )
+    result = run_palhm("run", "db", config=config)
+    assert result.returncode == 0
+    assert "HTTP 404" in result.stderr
+    for secret in ("secret-uuid", "s3cret", "tok-123"):
+        assert secret not in result.stderr
+    shown = run_palhm("config", "show", config=config)
+    assert shown.returncode == 0, shown.stderr
+    assert "s3cret" not in shown.stdout and "tok-123" not in shown.stdout
+
+
+def test_smtp_mails_for_failure_and_success(tmp_path, smtp):
+    mail = {
+        "type": "mail",
+        "via": "smtp",
+        "smtp-host": "127.0.0.1",
+        "smtp-port": smtp.port,
+        "security": "none",
+        "to": ["admin@example.invalid"],
+        "from": "palhm@example.invalid",
+        "on": ["success", "failure"],
+    }
+    good = write_config(tmp_path, {"notify": [mail], "tasks": [backup(tmp_path)]})
+    assert run_palhm("run", "db", config=good).returncode == 0
+    bad = write_config(
+        tmp_path, {"notify": [mail], "tasks": [backup(tmp_path, fail=True)]}, "bad.jsonc"
+    )
+    failed = run_palhm("run", "db", config=bad)
+    assert failed.returncode == 1
+    assert len(smtp.mails) == 2
+    (sender, rcpts, ok), (_, _, ko) = smtp.mails
+    assert sender == "palhm@example.invalid" and rcpts == ["admin@example.invalid"]
+    assert ok["Subject"] == f"PALHM on {HOST}: task db succeeded"
+    assert ko["Subject"] == f"PALHM on {HOST}: task db FAILED"
+    assert ok["To"] == "admin@example.invalid"
+    ok_body, ko_body = ok.get_content(), ko.get_content()
+    prefix = next(p.name for p in (tmp_path / "root").iterdir())
+    assert "copies made:" in ok_body and prefix in ok_body
+    assert "exit status: 1" in ko_body
+    error_line = next(line for line in failed.stderr.splitlines() if "exited with" in line)
+    assert error_line.removeprefix("palhm: ") in ko_body
+    assert "broken" in ko_body
+
+
+def test_smtp_starttls_and_login_with_the_password_from_the_environment(tmp_path):
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = SmtpRecorder(tls_context=context, auth={"backup": "pw-Zq9"}).start()
+    try:
+        config = write_config(
+            tmp_path,
+            {
+                "notify": [
+                    {
+                        "type": "mail",
+                        "via": "smtp",
+                        "smtp-host": "127.0.0.1",
+                        "smtp-port": server.port,
+                        "ca-file": str(cert),
+                        "user": "backup",
+                        "password-env": "PALHM_TEST_SMTP_PASSWORD",
+                        "to": ["root@example.invalid"],
+                        "on": ["failure"],
+                        "timeout": 3,
+                    }
+                ],
+                "tasks": [backup(tmp_path, fail=True)],
+            },
+        )
+        result = run_palhm(
+            "-v", "run", "db", config=config, env={"PALHM_TEST_SMTP_PASSWORD": "pw-Zq9"}
+        )
+        assert result.returncode == 1
+        assert server.logins == ["backup"]
+        (_, _, msg) = server.mails[0]
+        assert "FAILED" in msg["Subject"]
+        assert "pw-Zq9" not in result.stderr
+        # A wrong password: a warning, the exit status is the task's.
+        result = run_palhm("run", "db", config=config, env={"PALHM_TEST_SMTP_PASSWORD": "wrong"})
+        assert result.returncode == 1
+        assert "notifier mail via smtp 127.0.0.1" in result.stderr
+        assert "could not send the failure notification" in result.stderr
+        assert "wrong" not in result.stderr
+        assert len(server.mails) == 1
+    finally:
+        server.stop()
+
+
+def test_sendmail_gets_the_whole_message_on_stdin(tmp_path):
+    bindir = tmp_path / "bin"
+    log = fake_mua(bindir, "sendmail")
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [{"type": "mail", "to": ["root"], "on": ["start", "success"]}],
+            "tasks": [backup(tmp_path)],
+        },
+    )
+    result = run_palhm("run", "db", config=config, env=path_with(bindir))
+    assert result.returncode == 0, result.stderr
+    start, success = calls(log)
+    assert start["argv"][1:] == ["-t", "-oi"]
+    assert "To: root\n" in start["stdin"]
+    assert f"Subject: PALHM on {HOST}: task db started\n" in start["stdin"]
+    assert f"Subject: PALHM on {HOST}: task db succeeded\n" in success["stdin"]
+    assert "exit status: 0" in success["stdin"]
+
+
+def test_a_failing_mta_is_a_warning_and_the_run_succeeds(tmp_path):
+    bindir = tmp_path / "bin"
+    fake_mua(bindir, "mailx", status=4)
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [{"type": "mail", "via": "mailx", "to": ["root"], "on": ["success"]}],
+            "tasks": [backup(tmp_path)],
+        },
+    )
+    result = run_palhm("run", "db", config=config, env=path_with(bindir))
+    assert result.returncode == 0
+    assert "notifier mail via mailx: could not send the success notification" in result.stderr
+    assert "exited with status 4" in result.stderr
+
+
+def test_a_task_notifies_of_itself_inside_a_routine(tmp_path, http):
+    task = backup(tmp_path)
+    task["notify"] = [{"type": "webhook", "preset": "healthchecks", "url": http.url + "/db"}]
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [{"type": "webhook", "preset": "healthchecks", "url": http.url + "/all"}],
+            "tasks": [
+                task,
+                {
+                    "id": "default",
+                    "type": "routine",
+                    "routine": [{"type": "task", "task-id": "db"}, inline("false")],
+                },
+            ],
+        },
+    )
+    result = run_palhm("run", config=config)
+    assert result.returncode == 1
+    assert http.paths() == ["/all/start", "/db/start", "/db", "/all/fail"]
+    # the run's failure still names the copy the backup made
+    assert "copies made:" in http.requests[-1].body.decode()
+
+
+def test_a_dry_run_sends_nothing(tmp_path, http):
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [{"type": "webhook", "preset": "healthchecks", "url": http.url + "/d"}],
+            "tasks": [backup(tmp_path)],
+        },
+    )
+    result = run_palhm("run", "--dry-run", "db", config=config)
+    assert result.returncode == 0, result.stderr
+    assert http.requests == []
+
+
+def test_notifier_mistakes_are_config_errors(tmp_path):
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [
+                {"type": "pager"},
+                {"type": "mail", "via": "smtp", "to": ["a@b"]},
+                {"type": "webhook", "url": "ftp://x", "on": ["finish"]},
+            ],
+            "tasks": [
+                {**backup(tmp_path), "notify": [{"type": "mail", "to": ["root"], "user": "u"}]}
+            ],
+        },
+    )
+    result = run_palhm("config", "check", config=config)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert any("notify[0].type: " in line and "pager" in line for line in lines), lines
+    assert any(line.endswith("notify[1].smtp-host: required when via is smtp") for line in lines)
+    assert any("notify[2].url: " in line for line in lines), lines
+    assert any("notify[2].on[0]: " in line for line in lines), lines
+    assert any(
+        line.endswith("tasks[0].notify[0].user: is for via smtp, not sendmail") for line in lines
+    ), lines
+    assert "Traceback" not in result.stderr
+
+
+def test_a_notifier_never_runs_a_shell(tmp_path):
+    """The recipient list reaches mailx as separate arguments, untouched."""
+    bindir = tmp_path / "bin"
+    log = fake_mua(bindir, "mailx")
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [
+                {
+                    "type": "mail",
+                    "via": "mailx",
+                    "to": ["a;touch x", "b$(id)"],
+                    "mailx-options": ["sendwait"],
+                    "on": ["success"],
+                }
+            ],
+            "tasks": [backup(tmp_path)],
+        },
+    )
+    result = run_palhm("run", "db", config=config, env=path_with(bindir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (call,) = calls(log)
+    assert call["argv"][1:3] == ["-s", f"PALHM on {HOST}: task db succeeded"]
+    assert call["argv"][3:] == ["-S", "sendwait", "a;touch x", "b$(id)"]
+    assert not (tmp_path / "x").exists()
