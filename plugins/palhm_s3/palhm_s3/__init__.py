@@ -16,3 +16,10 @@ from palhm_s3.backend import S3Backend
 @hookimpl
 def palhm_backends():
     return [S3Backend]
+
+
+@hookimpl
+def palhm_notifiers():
+    from palhm_s3.sns import SnsNotifier
+
+    return [SnsNotifier]
