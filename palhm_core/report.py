@@ -34,7 +34,11 @@ the run, 0 when it failed), ``palhm_last_run_exit_status``,
 ``palhm_future_copies`` and ``palhm_damaged_copies`` (the backups' counts of
 copies dated after now and of damaged copies, when the run listed them) and
 ``palhm_last_success_timestamp_seconds``, which a failed run carries over from
-the previous file (and leaves out when no run ever succeeded).
+the previous file (and leaves out when no run ever succeeded). A backup's
+report names, in ``kept-by``, every copy rotation kept and the rules that keep
+it (``just made``, ``last``, ``daily``, ``within 2d``...: see
+:mod:`palhm_core.retention`); the textfile counts them in
+``palhm_kept_copies{task="TASK",rule="RULE"}``.
 """
 
 from __future__ import annotations
@@ -171,6 +175,18 @@ def _listed_copies(doc: dict[str, Any], key: str) -> int | None:
     return sum(len(v) for v in found) if found else None
 
 
+def _kept_by_rule(doc: dict[str, Any]) -> dict[str, int]:
+    """How many copies the run's backups kept by each rule (``kept-by``; a
+    copy kept by several rules counts under each, one kept without a
+    retention policy under ``no policy``)."""
+    counts: dict[str, int] = {}
+    for r in [doc, *doc.get("runs", ())]:
+        for rules in r.get("kept-by", {}).values():
+            for rule in rules or ["no policy"]:
+                counts[rule] = counts.get(rule, 0) + 1
+    return counts
+
+
 def write_report(path: str, doc: dict[str, Any]) -> None:
     text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
     write_atomically(path, text.encode(), mode=0o600)
@@ -208,6 +224,15 @@ def write_metrics(directory: str, doc: dict[str, Any], finished: float) -> str:
     gauge(
         "palhm_last_success_timestamp_seconds", "When the last successful run ended.", last_success
     )
+    kept = _kept_by_rule(doc)
+    if kept:
+        name = "palhm_kept_copies"
+        lines += [
+            f"# HELP {name} Copies rotation kept, by each rule that keeps them.",
+            f"# TYPE {name} gauge",
+        ]
+        for rule, n in sorted(kept.items()):
+            lines.append(f'{name}{label[:-1]},rule="{_label_value(rule)}"}} {n}')
     write_atomically(path, ("\n".join(lines) + "\n").encode(), mode=_kept_mode(path))
     return path
 

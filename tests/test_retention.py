@@ -319,6 +319,8 @@ def test_runs_apply_the_policy_and_report_why_copies_stay(tmp_path):
             tmp_path / "locks",
             "--report",
             tmp_path / "r.json",
+            "--metrics-dir",
+            tmp_path,
         )
         assert done.returncode == 0, done.stderr
     kept = copies(root)
@@ -329,6 +331,13 @@ def test_runs_apply_the_policy_and_report_why_copies_stay(tmp_path):
         "2026-01-02T09": ["daily"],
         "2026-01-03T09": ["just made", "last", "daily"],
     }
+    metrics = (tmp_path / "palhm_b.prom").read_text().splitlines()
+    kept = sorted(line for line in metrics if line.startswith("palhm_kept_copies{"))
+    assert kept == [
+        'palhm_kept_copies{task="b",rule="daily"} 2',
+        'palhm_kept_copies{task="b",rule="just made"} 1',
+        'palhm_kept_copies{task="b",rule="last"} 1',
+    ]
 
 
 # -- palhm backups prune ---------------------------------------------------------

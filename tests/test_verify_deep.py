@@ -5,6 +5,7 @@ the check."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from conftest import backup_task, copies, inline, run_palhm, write_config
@@ -49,10 +50,28 @@ def test_garbage_that_matches_its_manifest_fails_the_deep_check(tmp_path):
     assert deep.returncode == 1
     assert f"{prefix}: 3 objects, 1 bad" in deep.stdout
     errors = [line for line in deep.stderr.splitlines() if line.startswith("palhm: ")]
+    _recorded(tmp_path, cfg, prefix, ok=False)
     assert errors == [
         f"palhm: {prefix}/x.zst: check `zstd -tq` failed: stage 1/1 'zstd' exited with status 1 "
         "(accepted: ==0)"
     ]
+
+
+def _recorded(tmp_path, cfg, prefix, ok):
+    """--report and --metrics-dir record the result of the last deep verify."""
+    out = tmp_path / "verify-out"
+    out.mkdir(exist_ok=True)
+    args = ["--report", out / "v.json", "--metrics-dir", out]
+    done = run_palhm("backups", "verify", "--deep", "backup", *args, config=cfg)
+    assert done.returncode == (0 if ok else 1)
+    doc = json.loads((out / "v.json").read_text())
+    assert (doc["task"], doc["deep"], doc["success"]) == ("backup", True, ok)
+    assert doc["copies"] == [{"prefix": prefix, "objects": 3}]
+    assert len(doc["problems"]) == (0 if ok else 1)
+    metrics = (out / "palhm_verify_backup.prom").read_text().splitlines()
+    assert f'palhm_last_verify_success{{task="backup"}} {int(ok)}' in metrics
+    assert 'palhm_last_verify_deep{task="backup"} 1' in metrics
+    assert f'palhm_last_verify_bad_objects{{task="backup"}} {0 if ok else 1}' in metrics
 
 
 def test_deep_verify_still_checks_every_sha256(tmp_path):

@@ -7,7 +7,7 @@ import sys
 
 
 def add_parser(sub) -> None:
-    from palhm_core.cli import prune
+    from palhm_core.cli import prune, verify_outputs
 
     p = sub.add_parser("backups", help="list, verify or read back the copies of a backup task")
     bsub = p.add_subparsers(dest="backups_command", metavar="ACTION", required=True)
@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
         action="store_true",
         help="also feed each object to its check pipeline (zstd -t, pg_restore --list...)",
     )
+    verify_outputs.add_arguments(ver)
     ver.set_defaults(func=cmd_verify)
     cat = bsub.add_parser("cat", help="write one object to stdout, checking its SHA-256")
     cat.add_argument("task", metavar="TASK")
@@ -130,6 +131,7 @@ def _row(c, now) -> dict:
 
 
 def cmd_verify(args) -> int:
+    from palhm_core.cli import verify_outputs
     from palhm_core.cli.restore import deep_checker
     from palhm_core.copies import judge_copies
     from palhm_core.errors import TaskError
@@ -140,17 +142,20 @@ def cmd_verify(args) -> int:
         return 0
     backend.open()
     problems = []
+    checked = []
     try:
         copies = judge_copies(backend, task.id)
         for copy in pick_copies(copies, backend, args.prefix, args.all, damaged=True):
             count, found = verify_copy(backend, copy, deep_checker(args, task, backend))
             problems += found
+            checked.append((copy.prefix, count))
             state = f"{count} objects, " + ("OK" if not found else f"{len(found)} bad")
             if copy.state == "damaged":
                 state = f"damaged: {copy.why}" if copy.manifest is None else f"{state}, damaged"
             print(f"{copy.prefix}: {state}")
     finally:
         backend.close()
+    verify_outputs.write(args, task.id, checked, problems)
     if problems:
         raise TaskError("\n".join(str(p) for p in problems))
     return 0
