@@ -345,17 +345,21 @@ def _backend_params(backends) -> list[dict[str, Any]]:
     ]
 
 
-def _top_keys(plugins, defs: dict[str, Any]) -> dict[str, Any]:
-    """The keys of a config file."""
-    task = {
+def _task_item(task_types) -> dict[str, Any]:
+    """A task: its ``type`` picks ``task.NAME``."""
+    return {
         "type": "object",
         "required": ["id", "type"],
         "properties": {
             "id": {"type": "string", "description": "The task's name."},
             "type": {"type": "string", "description": "The task type: backup, routine, ..."},
         },
-        "allOf": _select("type", {n: f"#/$defs/task.{n}" for n in plugins.registries["task type"]}),
+        "allOf": _select("type", {n: f"#/$defs/task.{n}" for n in task_types}),
     }
+
+
+def _top_keys(plugins, defs: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a config file."""
     return {
         "include": {
             "type": "array",
@@ -387,7 +391,11 @@ def _top_keys(plugins, defs: dict[str, Any]) -> dict[str, Any]:
             "items": {"$ref": "#/$defs/exec-definition"},
             "description": "Exec definitions that steps refer to by id.",
         },
-        "tasks": {"type": "array", "items": task, "description": "The tasks."},
+        "tasks": {
+            "type": "array",
+            "items": _task_item(plugins.registries["task type"]),
+            "description": "The tasks.",
+        },
         "plugins": _plugin_settings(plugins, defs),
         "notify": {
             "$ref": "#/$defs/notify",
