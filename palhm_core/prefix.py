@@ -43,6 +43,11 @@ class Iso8601:
                 "type": "boolean",
                 "description": "ISO 8601 basic format, without '-' and ':'. Default false.",
             },
+            "tz": {
+                "enum": ["utc"],
+                "description": "The time zone: utc, the only one (as the original PALHM's "
+                "configs write it): prefixes of local time would not sort oldest first.",
+            },
         }
     }
 
@@ -83,6 +88,16 @@ def check_order(prefix: str, copies: list[CopyInfo]) -> None:
         )
 
 
+class OriginalDefault(Iso8601):
+    """``"type": "default"``, as the original PALHM's sample configs write it:
+    the original named every copy as ``date --utc --iso-8601=seconds`` does,
+    which is what ``iso8601`` gives without parameters."""
+
+    name = "default"
+    description = "The original PALHM's naming: iso8601 with its defaults (seconds, UTC)."
+    schema = {"properties": {}}
+
+
 @hookimpl
 def palhm_prefix_generators():
-    return [Iso8601]
+    return [Iso8601, OriginalDefault]

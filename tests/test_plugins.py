@@ -124,9 +124,10 @@ def test_plugins_all_shows_the_builtins_as_plugins_of_palhm():
             provided.setdefault(kind, []).extend(names)
     assert provided == {
         "task type": ["backup", "routine"],
-        "prefix generator": ["iso8601"],
+        "prefix generator": ["iso8601", "default"],
         "builtin": ["sigmask"],
         "notifier": ["mail", "webhook", "stdout"],
+        "retention policy": ["calendar"],
     }
     assert set(listed) <= {p["name"] for p in everything}
 
