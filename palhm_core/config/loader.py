@@ -104,14 +104,11 @@ def load(path: str, plugins: Plugins) -> Config:
     tasks (backend parameters, groups, objects), notifiers, the boot report,
     task pointers and roots shared by two tasks.
     """
-    from palhm_core.notify import subscribe
-    from palhm_core.notify.bootreport import BootReport
-
     files = read_tree(path)
-    schema = build_schema(plugins)
     errors: list[str] = []
     #: (file, parts) of every value the schema refuses
     refused: set[tuple[str, tuple]] = set()
+    schema = build_schema(plugins)
     for f in files:
         for parts, line, unusable in problems(schema, f.doc, f.path):
             errors.append(line)
@@ -125,12 +122,33 @@ def load(path: str, plugins: Plugins) -> Config:
         _collect(errors, plugins.require_module, name, place)
     _configure_plugins(plugins, merged.get("plugins", {}), origins["plugins"], files, errors)
     ctx = LoadContext(plugins, conf.execs, errors)
-    for exec_conf, place in origins["execs"]:
-        ex = _collect(errors, Exec.from_config, exec_conf, place) if place.ok else None
+    _build_execs(conf, origins["execs"], ctx)
+    _build_notify(conf, origins, plugins, errors)
+    broken_tasks = _build_tasks(conf, origins["tasks"], ctx)
+    errors.extend(_shared_roots(conf.tasks))
+    errors.extend(_link(conf.tasks, broken_tasks))
+    _raise_if(errors)
+    for task in conf.tasks.values():
+        task.link(conf.tasks)
+    return conf
+
+
+def _build_execs(conf: Config, origins: list, ctx: LoadContext) -> None:
+    """The exec definitions the schema accepted; the ids of the others are
+    noted, so that steps naming them are not reported again."""
+    for exec_conf, place in origins:
+        ex = _collect(ctx.errors, Exec.from_config, exec_conf, place) if place.ok else None
         if ex is not None:
             conf.execs[exec_conf["id"]] = ex
         elif isinstance(exec_conf, dict) and isinstance(exec_conf.get("id"), str):
             ctx.broken_execs.add(exec_conf["id"])
+
+
+def _build_notify(conf: Config, origins: dict, plugins: Plugins, errors: list[str]) -> None:
+    """The top-level ``notify`` list and the boot report."""
+    from palhm_core.notify import subscribe
+    from palhm_core.notify.bootreport import BootReport
+
     for params, place in origins["notify"]:
         sub = _collect(errors, subscribe, params, place, plugins) if place.ok else None
         if sub is not None:
@@ -138,32 +156,37 @@ def load(path: str, plugins: Plugins) -> Config:
     if "boot-report" in origins:
         report, place = origins["boot-report"]
         conf.boot_report = _collect(errors, BootReport, report, place, plugins)
-    broken_tasks: set[str] = set()
-    for task_conf, place in origins["tasks"]:
+
+
+def _build_tasks(conf: Config, origins: list, ctx: LoadContext) -> set[str]:
+    """Every task the schema accepted, and its own ``notify`` list; returns
+    the ids of the tasks that could not be built."""
+    from palhm_core.notify import subscribe
+
+    errors = ctx.errors
+    broken: set[str] = set()
+    for task_conf, place in origins:
         task = None
         if place.ok:
-            cls = _collect(errors, plugins.lookup, "task type", task_conf["type"], place / "type")
+            cls = _collect(
+                errors, ctx.plugins.lookup, "task type", task_conf["type"], place / "type"
+            )
             before = len(errors)
             task = cls and _collect(errors, cls, task_conf, place, ctx)
             if len(errors) > before:  # the task reported mistakes and went on
                 task = None
         if task is None:
             if isinstance(task_conf, dict) and isinstance(task_conf.get("id"), str):
-                broken_tasks.add(task_conf["id"])
+                broken.add(task_conf["id"])
             continue
         conf.tasks[task_conf["id"]] = task
         subs = [
-            _collect(errors, subscribe, params, place / "notify" / i, plugins)
+            _collect(errors, subscribe, params, place / "notify" / i, ctx.plugins)
             for i, params in enumerate(task_conf.get("notify", ()))
         ]
         if subs:
             conf.task_notify[task.id] = [sub for sub in subs if sub is not None]
-    errors.extend(_shared_roots(conf.tasks))
-    errors.extend(_link(conf.tasks, broken_tasks))
-    _raise_if(errors)
-    for task in conf.tasks.values():
-        task.link(conf.tasks)
-    return conf
+    return broken
 
 
 def _configure_plugins(plugins, settings: dict, places: dict, files, errors: list[str]) -> None:
@@ -194,7 +217,7 @@ def _shared_roots(tasks: dict[str, Task]) -> list[str]:
     errors: list[str] = []
     seen: list[tuple[Task, tuple[str, ...]]] = []
     for task in tasks.values():
-        backend = getattr(task, "backend", None)
+        backend = task.storage()
         where = backend.location() if backend is not None else None
         if where is None:
             continue
@@ -286,7 +309,7 @@ def _merge(files: list[ConfigFile], errors: list[str], refused: set[tuple[str, t
 def _link(tasks: dict[str, Task], broken: set[str]) -> list[str]:
     """The mistakes of task pointers: unknown ids and cycles (pointers to
     tasks already reported as wrong are left alone)."""
-    known = ", ".join(tasks) or "none"
+    known = ", ".join([*tasks, *sorted(broken)]) or "none"
     errors = [
         str(place.error(f"unknown task {target!r}; tasks: {known}"))
         for task in tasks.values()
