@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from palhm_core.hookspecs import hookimpl
     from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
     from palhm_core.pipeline import Progress
+    from palhm_core.retention import Dated, RetentionPolicy
     from palhm_core.task import PlanStep, RunContext, Task
 
 _EXPORTS = {
@@ -55,6 +56,8 @@ _EXPORTS = {
     "MANIFEST_NAME": "palhm_core.manifest",
     "SUMS_NAME": "palhm_core.manifest",
     "Progress": "palhm_core.pipeline",
+    "Dated": "palhm_core.retention",
+    "RetentionPolicy": "palhm_core.retention",
     "PlanStep": "palhm_core.task",
     "RunContext": "palhm_core.task",
     "Task": "palhm_core.task",
@@ -66,12 +69,14 @@ __all__ = [
     "ConfigError",
     "CopyInfo",
     "CopyWriter",
+    "Dated",
     "MANIFEST_NAME",
     "PalhmError",
     "Place",
     "PlanStep",
     "PrefixExists",
     "Progress",
+    "RetentionPolicy",
     "RunContext",
     "SUMS_NAME",
     "Sink",

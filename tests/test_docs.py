@@ -118,6 +118,7 @@ def test_config_md_has_a_section_for_each_installed_kind(schema):
         "prefix generator": "prefix",
         "builtin": "builtin",
         "notifier": "notifier",
+        "retention policy": "keep",
     }
     absent = [
         f"{kind} {name}"

@@ -443,3 +443,24 @@ def test_a_bad_keep_is_one_config_error_line(tmp_path, keep, message):
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_retention_policy_example_of_the_plugin_guide_works():
+    """The example of doc/plugins.md passes the core's checks of registered
+    classes and keeps what it says."""
+    import re
+
+    from palhm_core.plugin_checks import check_class
+
+    guide = (Path(__file__).resolve().parent.parent / "doc" / "plugins.md").read_text()
+    section = guide[guide.index("### Retention policies") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    module: dict = {}
+    exec(compile(code, "doc/plugins.md", "exec"), module)
+    (cls,) = module["palhm_retention_policies"]()
+    assert check_class("retention policy", cls) is None
+    copies_ = dated(
+        "2026-01-05T00:00:00", "2026-01-20T00:00:00", "2026-02-03T00:00:00", "2026-02-04T00:00:00"
+    )
+    kept = cls({"newest": 1}, PLACE).keep(copies_, datetime(2026, 3, 1, tzinfo=UTC))
+    assert kept == {"c00": ["first of month"], "c02": ["first of month"], "c03": ["newest"]}

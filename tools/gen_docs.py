@@ -155,6 +155,11 @@ SECTIONS = [
         "backend.",
     ),
     ("prefix", "Prefix generators", "The `backend-param.prefix` object, by `type`."),
+    (
+        "keep",
+        "Retention policies",
+        "The `backend-param.keep` object, by `type` (see [Retention](#retention-keep)).",
+    ),
     ("builtin.", "Builtins", "The `param` of a `builtin` step, by `builtin-id`."),
     (
         "notifier.",
@@ -176,9 +181,12 @@ def describe_type(schema: dict[str, Any]) -> str:
     ref = schema.get("$ref", "")
     if ref.startswith("#/$defs/"):
         name = ref[len("#/$defs/") :]
-        label = {"pipeline": "pipeline", "routine": "routine", "prefix": "prefix object"}.get(
-            name, name
-        )
+        label = {
+            "pipeline": "pipeline",
+            "routine": "routine",
+            "prefix": "prefix object",
+            "keep": "keep object",
+        }.get(name, name)
         return f"[{label}](#{anchor(name)})"
     if "const" in schema:
         return f"`{json.dumps(schema['const'])}`"
@@ -312,8 +320,8 @@ def title_of(name: str) -> str:
         return "`pipeline`"
     if name == "routine":
         return "`routine`"
-    if name == "prefix":
-        return "`prefix` (common keys)"
+    if name in ("prefix", "keep"):
+        return f"`{name}` (common keys)"
     kind, _, what = name.partition(".")
     label = {
         "step": "step",
@@ -322,6 +330,7 @@ def title_of(name: str) -> str:
         "prefix": "prefix generator",
         "builtin": "builtin",
         "notifier": "notifier",
+        "keep": "retention policy",
     }[kind]
     return f"`{what}` {label}"
 
@@ -340,8 +349,8 @@ def render_config(schema: dict[str, Any]) -> str:
             continue
         if key == "step.":
             names = [n for n in defs if n.startswith("step.")] + ["pipeline", "routine"]
-        elif key == "prefix":
-            names = ["prefix"] + sorted(n for n in defs if n.startswith("prefix."))
+        elif key in ("prefix", "keep"):
+            names = [key] + sorted(n for n in defs if n.startswith(key + "."))
         elif key.endswith("."):
             names = sorted(n for n in defs if n.startswith(key))
         else:
