@@ -6,7 +6,7 @@ A plugin is a module registered under the entry point group ``palhm``::
     mystore = "palhm_mystore"
 
 It implements any of the hooks below with the ``hookimpl`` marker it imports
-from ``palhm_core``. Implementations may accept fewer arguments than a hook
+from ``palhm_core.api`` (the only module of the core a plugin imports). Implementations may accept fewer arguments than a hook
 offers (pluggy passes only the ones named), so hooks can grow without breaking
 plugins.
 
@@ -19,6 +19,14 @@ two plugins that claim the same name. Every class carries:
 - ``schema`` (dict): the JSON Schema of its parameters (``"properties"`` and
   ``"required"``, each property with a ``"description"``). The core composes
   these into the one schema every config file is validated against.
+
+Each class is checked when plugins load: a class (not an instance) of its
+kind's base, a ``name`` a config can write, a one-line ``description``, a
+``schema`` valid against the JSON Schema Draft 2020-12 metaschema with a
+description on every property and none of the keys the core adds, no
+abstract method left unimplemented. A registry hook must return a list and
+not raise. A plugin that fails one check is disabled whole, with one warning
+line naming it and the problem; configs that do not use it keep working.
 
 *Event hooks* are broadcast to every plugin while a run goes on; they return
 nothing and must not raise: an exception in one is logged as one warning and

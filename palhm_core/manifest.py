@@ -17,10 +17,9 @@ from typing import Any
 
 MANIFEST_NAME = "palhm-manifest.json"
 SUMS_NAME = "SHA256SUMS"
-#: What a backend may keep in a copy being written (the aws-s3 backend's
-#: marker of an incomplete copy): no object may be named so either.
-PARTIAL_NAME = ".palhm-partial"
-RESERVED_NAMES = frozenset({MANIFEST_NAME, SUMS_NAME, PARTIAL_NAME})
+#: PALHM's own files in every copy: no object may be named so (a backend
+#: adds its own names with ``Backend.reserved_names``).
+RESERVED_NAMES = frozenset({MANIFEST_NAME, SUMS_NAME})
 FORMAT = 1
 #: A manifest larger than this is not read (about 100,000 objects).
 MANIFEST_MAX_BYTES = 16 << 20

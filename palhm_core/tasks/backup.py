@@ -118,46 +118,61 @@ class BackupTask(Task):
         backend_cls = ctx.plugins.lookup("backend", self.backend_name, place / "backend")
         params = conf.get("backend-param", {})
         pplace = place / "backend-param"
-        self.backend: Backend = backend_cls(params, pplace)
-        self.nb_copy_limit = parse_limit(params.get("nb-copy-limit"), pplace / "nb-copy-limit")
-        self.root_size_limit = parse_limit(
-            params.get("root-size-limit"), pplace / "root-size-limit"
+        # Each part through ctx.collect: every mistake of the task is
+        # reported in one go, and the task is dropped if there was one.
+        self.backend: Backend = ctx.collect(backend_cls, params, pplace)
+        self.nb_copy_limit = ctx.collect(
+            parse_limit, params.get("nb-copy-limit"), pplace / "nb-copy-limit"
+        )
+        self.root_size_limit = ctx.collect(
+            parse_limit, params.get("root-size-limit"), pplace / "root-size-limit"
         )
         prefix_conf = dict(params.get("prefix", {}))
-        gen_cls = ctx.plugins.lookup(
-            "prefix generator", prefix_conf.pop("type", "iso8601"), pplace / "prefix" / "type"
+        gen_cls = ctx.collect(
+            ctx.plugins.lookup,
+            "prefix generator",
+            prefix_conf.pop("type", "iso8601"),
+            pplace / "prefix" / "type",
         )
-        self.prefix_gen = gen_cls(prefix_conf, pplace / "prefix")
-        self.policy = load_policy(params.get("keep"), pplace / "keep", ctx.plugins)
-        self.groups = build_groups(conf.get("object-groups", []), place / "object-groups")
+        self.prefix_gen = gen_cls and ctx.collect(gen_cls, prefix_conf, pplace / "prefix")
+        self.policy = ctx.collect(load_policy, params.get("keep"), pplace / "keep", ctx.plugins)
+        self.groups = ctx.collect(
+            build_groups, conf.get("object-groups", []), place / "object-groups"
+        )
+        reserved = self.backend.reserved_names if self.backend is not None else frozenset()
         self.objects: list[BackupObject] = []
         for i, oc in enumerate(conf.get("objects", [])):
-            oplace = place / "objects" / i
-            group = oc.get("group", DEFAULT_GROUP)
-            if group not in self.groups:
-                raise (oplace / "group").error(
+            obj = self._object(oc, place / "objects" / i, reserved, ctx)
+            if obj is not None:
+                self.objects.append(obj)
+        ctx.collect(check_paths_distinct, self.objects)
+
+    def _object(self, oc, oplace, reserved, ctx) -> BackupObject | None:
+        """One object, or None when it has mistakes (each collected)."""
+        group = oc.get("group", DEFAULT_GROUP)
+        ok = True
+        if self.groups is not None and group not in self.groups:
+            ctx.collect(
+                _raise,
+                (oplace / "group").error(
                     f"unknown group {group!r}; groups: {', '.join(self.groups)}"
-                )
-            execs = [
-                ctx.step_exec(step, oplace / "pipeline" / j)
-                for j, step in enumerate(oc["pipeline"])
-            ]
-            restore, check = (
-                [ctx.step_exec(step, oplace / key / j) for j, step in enumerate(oc.get(key, ()))]
-                for key in ("restore", "check")
+                ),
             )
-            self.objects.append(
-                BackupObject(
-                    check_path(oc["path"], oplace / "path", self.backend.reserved_names),
-                    group,
-                    execs,
-                    oc.get("alloc-size"),
-                    oplace,
-                    restore=restore,
-                    check=check,
-                )
+            ok = False
+        execs, restore, check = (
+            [ctx.collect(ctx.step_exec, step, oplace / key / j) for j, step in enumerate(steps)]
+            for key, steps in (
+                ("pipeline", oc["pipeline"]),
+                ("restore", oc.get("restore", ())),
+                ("check", oc.get("check", ())),
             )
-        check_paths_distinct(self.objects)
+        )
+        path = ctx.collect(check_path, oc["path"], oplace / "path", reserved)
+        if not ok or path is None or None in execs + restore + check:
+            return None
+        return BackupObject(
+            path, group, execs, oc.get("alloc-size"), oplace, restore=restore, check=check
+        )
 
     def plan(self):
         steps = []
@@ -444,6 +459,10 @@ class _Made:
     finished: datetime
     results: list
     manifest: dict = field(default_factory=dict)
+
+
+def _raise(error: BaseException):
+    raise error
 
 
 def _version() -> str:

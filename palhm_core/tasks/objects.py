@@ -27,8 +27,10 @@ class BackupObject:
     check: list[Exec] = field(default_factory=list)
 
 
-def check_path(path: str, place: Place) -> str:
-    """A relative ``/``-separated path that stays inside ROOT/PREFIX."""
+def check_path(path: str, place: Place, reserved: frozenset[str] = frozenset()) -> str:
+    """A relative ``/``-separated path that stays inside ROOT/PREFIX, whose
+    first component is none of PALHM's own files nor of ``reserved`` (the
+    backend's :attr:`~palhm_core.backend.Backend.reserved_names`)."""
     if not path:
         raise place.error("empty path")
     bad = next((c for c in path if ord(c) < 0x20 or ord(c) == 0x7F), None)
@@ -50,6 +52,8 @@ def check_path(path: str, place: Place) -> str:
             raise place.error(f"path component longer than {MAX_COMPONENT_BYTES} bytes")
     if parts[0] in RESERVED_NAMES:
         raise place.error(f"{parts[0]!r} is reserved for PALHM's own files")
+    if parts[0] in reserved:
+        raise place.error(f"{parts[0]!r} is reserved by the backend")
     return path
 
 

@@ -403,9 +403,8 @@ def test_an_existing_prefix_is_never_reused(bucket):
         with pytest.raises(PrefixExists):
             backend.begin("taken")
         assert bucket.key_list() == [f"{ROOT}/taken/x"]
-        backend.begin("free")
-        assert bucket.key_list(f"{ROOT}/free/") == [f"{ROOT}/free/{MARKER}"]
-        backend.rollback()
+        with backend.begin("free"):
+            assert bucket.key_list(f"{ROOT}/free/") == [f"{ROOT}/free/{MARKER}"]
         assert bucket.key_list() == [f"{ROOT}/taken/x"]
     finally:
         backend.close()

@@ -1,10 +1,11 @@
 """The aws-s3 backend class: copies as objects ``ROOT/PREFIX/PATH`` in a bucket.
 
 A copy being written holds a marker object, ``ROOT/PREFIX/.palhm-partial``,
-from :meth:`begin` until :meth:`commit` has finished; its manifest, written
-last, is what makes it complete. So a prefix with the marker and no manifest
-is what a crashed run left, which the next run removes, and a prefix with
-neither was not made by PALHM and is never touched.
+from :meth:`S3Backend.begin` until :meth:`S3Copy.commit` removes it, after the
+manifest (written last) is stored: a copy is complete when it has its manifest
+and no marker. So a prefix with the marker is what a run still writing or a
+crashed run left (the next run removes it, manifest or not), and a prefix with
+neither marker nor manifest was not made by PALHM and is never touched.
 
 Rotation deletes many copies with few requests: it writes a journal,
 ``ROOT/.palhm-rotation``, naming the copies it deletes, then deletes their
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from palhm_core import Backend, BackendError, CopyInfo, PrefixExists, Sink
+from palhm_core import Backend, BackendError, CopyInfo, CopyWriter, PrefixExists, Sink
 from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
 from palhm_s3.errors import NO_KEY, S3Errors, error_code
 from palhm_s3.params import SCHEMA, Settings
@@ -58,6 +59,115 @@ class _Prefix:
     finished: datetime | None = None  # when the manifest was stored
 
 
+class S3Copy(CopyWriter):
+    """A copy being made: ``ROOT/PREFIX/`` holds the marker until
+    :meth:`commit` has removed it. Keeps the uploads, sinks and stored keys of
+    this copy, which sinks in several threads report under a lock."""
+
+    def __init__(self, backend: S3Backend, prefix: str):
+        self.b = backend
+        self.prefix: str | None = prefix  # None once committed or rolled back
+        self.copy_key = backend._copy_key(prefix)
+        self._lock = threading.Lock()
+        self._uploads: dict[str, str] = {}  # upload id -> key
+        self._stored: dict[str, int] = {}  # key -> size
+        self._sinks: list = []  # the UploadSinks
+
+    def sink(self, path: str, alloc_size: int | None) -> Sink:
+        from palhm_s3.upload import UploadSink
+
+        b = self.b
+        key = f"{self.copy_key}{path}"
+        extra = b.settings.sse_args()
+        if path not in OWN_FILES and b.settings.sink_storage_class:
+            extra["StorageClass"] = b.settings.sink_storage_class
+        st = b.settings
+        sink = UploadSink(
+            b.client,
+            b.bucket,
+            key,
+            b._url(key),
+            b.errors,
+            schedule=PartSchedule.plan(st.part_size, st.part_growth_interval, alloc_size),
+            max_concurrency=st.max_concurrency,
+            extra=extra,
+            checksum=st.checksum,
+            on_start=self._upload_started,
+            on_done=self._stored_object,
+        )
+        with self._lock:
+            self._sinks.append(sink)
+        return sink
+
+    def _upload_started(self, key: str, upload_id: str) -> None:
+        with self._lock:
+            self._uploads[upload_id] = key
+
+    def _stored_object(self, key: str, size: int) -> None:
+        with self._lock:
+            self._stored[key] = size
+
+    def commit(self) -> None:
+        b = self.b
+        if f"{self.copy_key}{MANIFEST_NAME}" not in self._stored:
+            raise BackendError(f"{b._url(self.copy_key)}: commit before the manifest was written")
+        rot = b.settings.rot_storage_class
+        if rot and rot != (b.settings.sink_storage_class or "STANDARD"):
+            self._reclass(rot)
+        # The marker's removal makes the copy complete: until then it lists
+        # as incomplete, and a failure here leaves it to rollback.
+        b._delete_keys([f"{self.copy_key}{MARKER_NAME}"])
+        self.prefix = None
+
+    def _reclass(self, storage_class: str) -> None:
+        from palhm_s3.reclass import change_storage_class
+
+        b = self.b
+        for key, size in sorted(self._stored.items()):
+            if key[len(self.copy_key) :] in OWN_FILES:
+                continue
+            change_storage_class(
+                b.client,
+                b.bucket,
+                key,
+                size,
+                storage_class,
+                extra=b.settings.sse_args(),
+                errors=b.errors,
+                on_start=self._upload_started,
+            )
+
+    def rollback(self) -> None:
+        prefix = self.prefix
+        if prefix is None:
+            return
+        b = self.b
+        # From here on no upload of this copy starts a request.
+        with self._lock:
+            sinks = list(self._sinks)
+        busy = sum(sink.cancel() for sink in sinks)
+        # No longer complete first, then the rest; the marker goes last so
+        # that whatever a failure here leaves is removed by the next run.
+        b._delete_keys([f"{self.copy_key}{MANIFEST_NAME}"])
+        with self._lock:
+            uploads = dict(self._uploads)
+        for upload_id, key in uploads.items():
+            b._abort_upload(key, upload_id)
+        b._abort_uploads(self.copy_key)
+        keys = b._list_keys(self.copy_key)
+        if busy:
+            # A stopped run left these requests behind, and one may still
+            # land: with the marker kept, the next run removes what it adds.
+            log.warning(
+                "%s: %d uploads were left under way; the marker stays, so that the next run "
+                "removes what they may still store",
+                b._url(self.copy_key),
+                busy,
+            )
+        b._delete_copy_keys(prefix, keys, keep_marker=bool(busy))
+        self.prefix = None
+
+
 class S3Backend(Backend):
     name = "aws-s3"
     description = (
@@ -66,6 +176,7 @@ class S3Backend(Backend):
     )
     schema = SCHEMA
     parallel_reads = 8
+    reserved_names = frozenset({MARKER_NAME})
 
     def __init__(self, params, place):
         super().__init__(params, place)
@@ -74,11 +185,6 @@ class S3Backend(Backend):
         self.base = f"{self.settings.root}/" if self.settings.root else ""
         self.errors = S3Errors()
         self.client: Any = None
-        self.prefix: str | None = None
-        self._lock = threading.Lock()
-        self._uploads: dict[str, str] = {}  # upload id -> key, of this copy
-        self._stored: dict[str, int] = {}  # key -> size, of this copy
-        self._sinks: list = []  # the UploadSinks of this copy
         self._listed: dict[str, _Prefix] = {}  # what list_copies last found
         self._journal = False  # the last listing found a rotation's journal
 
@@ -155,7 +261,7 @@ class S3Backend(Backend):
         return [
             CopyInfo(
                 prefix,
-                entry.manifest,
+                entry.manifest and not entry.marker,
                 sum(entry.files.values()),
                 len(entry.files),
                 dict(entry.files),
@@ -169,10 +275,7 @@ class S3Backend(Backend):
         scan = self._scan()
         removed = self._finish_rotation(scan) if self._journal else []
         for prefix, entry in sorted(scan.items()):
-            if prefix == self.prefix or not entry.marker:
-                continue
-            if entry.manifest:  # a crash between the manifest and the marker's removal
-                self._delete_keys([f"{self._copy_key(prefix)}{MARKER_NAME}"])
+            if not entry.marker:  # complete, or not PALHM's
                 continue
             aborted = self._abort_uploads(self._copy_key(prefix))
             self._delete_copy_keys(prefix, entry.keys)
@@ -180,7 +283,7 @@ class S3Backend(Backend):
                 f"incomplete copy {self._url(self._copy_key(prefix))} ({len(entry.keys)} "
                 f"objects, {aborted} unfinished uploads)"
             )
-        ours = {p for p, e in scan.items() if e.marker or e.manifest} - {self.prefix}
+        ours = {p for p, e in scan.items() if e.marker or e.manifest}
         stale = []
         for key, upload_id in self._list_uploads(self.base):
             prefix, sep, _ = key[len(self.base) :].partition("/")
@@ -193,121 +296,18 @@ class S3Backend(Backend):
 
     # -- making a copy ----------------------------------------------------------
 
-    def begin(self, prefix: str) -> None:
+    def begin(self, prefix: str) -> S3Copy:
         copy_key = self._copy_key(prefix)
         with self.errors(f"cannot use {self.describe()}"):
             reply = self.client.list_objects_v2(Bucket=self.bucket, Prefix=copy_key, MaxKeys=1)
         if reply.get("KeyCount", len(reply.get("Contents", ()))):
             raise PrefixExists(f"{self._url(copy_key)} exists")
-        self.prefix = prefix
-        self._uploads.clear()
-        self._stored.clear()
-        self._sinks.clear()
-        self._put_marker(prefix)
-
-    def _put_marker(self, prefix: str) -> None:
-        key = f"{self._copy_key(prefix)}{MARKER_NAME}"
+        key = f"{copy_key}{MARKER_NAME}"
         with self.errors(f"cannot create {self._url(key)}"):
             self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=MARKER_TEXT, **self.settings.sse_args()
             )
-
-    def sink(self, path: str, alloc_size: int | None) -> Sink:
-        from palhm_s3.upload import UploadSink
-
-        assert self.prefix is not None and self.client is not None
-        if path == MARKER_NAME:
-            raise BackendError(f"object path {path!r} is reserved by the aws-s3 backend")
-        key = f"{self._copy_key(self.prefix)}{path}"
-        extra = self.settings.sse_args()
-        if path not in OWN_FILES and self.settings.sink_storage_class:
-            extra["StorageClass"] = self.settings.sink_storage_class
-        st = self.settings
-        sink = UploadSink(
-            self.client,
-            self.bucket,
-            key,
-            self._url(key),
-            self.errors,
-            schedule=PartSchedule.plan(st.part_size, st.part_growth_interval, alloc_size),
-            max_concurrency=st.max_concurrency,
-            extra=extra,
-            checksum=st.checksum,
-            on_start=self._upload_started,
-            on_done=self._stored_object,
-        )
-        with self._lock:
-            self._sinks.append(sink)
-        return sink
-
-    def _upload_started(self, key: str, upload_id: str) -> None:
-        with self._lock:
-            self._uploads[upload_id] = key
-
-    def _stored_object(self, key: str, size: int) -> None:
-        with self._lock:
-            self._stored[key] = size
-
-    def commit(self) -> None:
-        assert self.prefix is not None
-        copy_key = self._copy_key(self.prefix)
-        if f"{copy_key}{MANIFEST_NAME}" not in self._stored:
-            raise BackendError(f"{self._url(copy_key)}: commit before the manifest was written")
-        rot = self.settings.rot_storage_class
-        if rot and rot != (self.settings.sink_storage_class or "STANDARD"):
-            self._reclass(copy_key, rot)
-        try:
-            self._delete_keys([f"{copy_key}{MARKER_NAME}"])
-        except BackendError as e:  # complete all the same: the next run removes it
-            log.warning("%s", e)
-        self.prefix = None
-
-    def _reclass(self, copy_key: str, storage_class: str) -> None:
-        from palhm_s3.reclass import change_storage_class
-
-        for key, size in sorted(self._stored.items()):
-            if key[len(copy_key) :] in OWN_FILES:
-                continue
-            change_storage_class(
-                self.client,
-                self.bucket,
-                key,
-                size,
-                storage_class,
-                extra=self.settings.sse_args(),
-                errors=self.errors,
-                on_start=self._upload_started,
-            )
-
-    def rollback(self) -> None:
-        prefix = self.prefix
-        if prefix is None:
-            return
-        copy_key = self._copy_key(prefix)
-        # From here on no upload of this copy starts a request.
-        with self._lock:
-            sinks = list(self._sinks)
-        busy = sum(sink.cancel() for sink in sinks)
-        # No longer complete first, then the rest; the marker goes last so
-        # that whatever a failure here leaves is removed by the next run.
-        self._delete_keys([f"{copy_key}{MANIFEST_NAME}"])
-        with self._lock:
-            uploads = dict(self._uploads)
-        for upload_id, key in uploads.items():
-            self._abort_upload(key, upload_id)
-        self._abort_uploads(copy_key)
-        keys = self._list_keys(copy_key)
-        if busy:
-            # A stopped run left these requests behind, and one may still
-            # land: with the marker kept, the next run removes what it adds.
-            log.warning(
-                "%s: %d uploads were left under way; the marker stays, so that the next run "
-                "removes what they may still store",
-                self._url(copy_key),
-                busy,
-            )
-        self._delete_copy_keys(prefix, keys, keep_marker=bool(busy))
-        self.prefix = None
+        return S3Copy(self, prefix)
 
     # -- old copies --------------------------------------------------------------
 
@@ -449,8 +449,6 @@ class S3Backend(Backend):
         except BackendError as e:
             if error_code(e.__cause__) != "NoSuchUpload":
                 raise
-        with self._lock:
-            self._uploads.pop(upload_id, None)
 
 
 class _BodyReader(io.RawIOBase):
