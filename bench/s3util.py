@@ -36,7 +36,10 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, kind: str, workdir: Path, *, vfs_cache: bool = True):
+    def __init__(
+        self, kind: str, workdir: Path, *, vfs_cache: bool = True, args: tuple[str, ...] = ()
+    ):
+        """``args``: more options of ``rclone serve s3``."""
         self.kind = kind
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -62,6 +65,7 @@ class Server:
                 "--addr",
                 f"127.0.0.1:{self.port}",
                 *(cache if vfs_cache else []),
+                *args,
                 str(self.data),
             ]
         self.log = workdir / f"{kind}.log"
@@ -110,6 +114,12 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
 
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the server has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss(self) -> int:
         """The server's peak RSS so far (VmHWM)."""
         try:
@@ -120,6 +130,22 @@ class Server:
         except OSError:
             pass
         return 0
+
+
+def tmpfs_dir() -> Path | None:
+    """A writable directory on a tmpfs (``PALHM_BENCH_TMPFS``, default
+    /dev/shm), or None."""
+    path = Path(os.environ.get("PALHM_BENCH_TMPFS", "/dev/shm")).resolve()
+    try:
+        with open("/proc/mounts") as f:
+            mounts = [line.split()[1:3] for line in f]
+    except OSError:
+        return None
+    # The mount that holds path: the longest mount point above it.
+    above = [(m, kind) for m, kind in mounts if path == Path(m) or Path(m) in path.parents]
+    if not above or max(above, key=lambda a: len(a[0]))[1] != "tmpfs":
+        return None
+    return path if os.access(path, os.W_OK) else None
 
 
 def backend_param(server: Server, bucket: str, root: str, **extra) -> dict:
