@@ -37,7 +37,8 @@ copies dated after now and of damaged copies, when the run listed them) and
 the previous file (and leaves out when no run ever succeeded). A backup's
 report names, in ``kept-by``, every copy rotation kept and the rules that keep
 it (``just made``, ``last``, ``daily``, ``within 2d``...: see
-:mod:`palhm_core.retention`); the textfile counts them in
+:mod:`palhm_core.retention`); with a retention policy, the textfile counts
+the copies each of its rules keeps in
 ``palhm_kept_copies{task="TASK",rule="RULE"}``.
 """
 
@@ -176,14 +177,15 @@ def _listed_copies(doc: dict[str, Any], key: str) -> int | None:
 
 
 def _kept_by_rule(doc: dict[str, Any]) -> dict[str, int]:
-    """How many copies the run's backups kept by each rule (``kept-by``; a
-    copy kept by several rules counts under each, one kept without a
-    retention policy under ``no policy``)."""
+    """How many copies the rules of the run's retention policies keep
+    (``kept-by``; a copy kept by several rules counts under each; the copy
+    just made is counted only under the rules that keep it)."""
     counts: dict[str, int] = {}
     for r in [doc, *doc.get("runs", ())]:
         for rules in r.get("kept-by", {}).values():
-            for rule in rules or ["no policy"]:
-                counts[rule] = counts.get(rule, 0) + 1
+            for rule in rules:
+                if rule != "just made" and not rule.startswith("sorts after "):
+                    counts[rule] = counts.get(rule, 0) + 1
     return counts
 
 

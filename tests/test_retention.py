@@ -335,7 +335,6 @@ def test_runs_apply_the_policy_and_report_why_copies_stay(tmp_path):
     kept = sorted(line for line in metrics if line.startswith("palhm_kept_copies{"))
     assert kept == [
         'palhm_kept_copies{task="b",rule="daily"} 2',
-        'palhm_kept_copies{task="b",rule="just made"} 1',
         'palhm_kept_copies{task="b",rule="last"} 1',
     ]
 
