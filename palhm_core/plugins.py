@@ -46,16 +46,20 @@ KINDS = {
     "retention policy": "palhm_retention_policies",
 }
 
-#: Names the project's own distributions provide, for "pip install ..." hints.
-KNOWN_PROVIDERS = {
-    ("backend", "aws-s3"): "palhm-s3",
-    ("backend", "localfs"): "palhm-localfs",
-    ("backend", "null"): "palhm-null",
-    ("notifier", "aws-sns"): "palhm-s3",
-}
+#: The project's own distributions, for "pip install ..." hints (a data file).
+DISTRIBUTIONS_FILE = os.path.join(os.path.dirname(__file__), "data", "distributions.json")
 
-#: Plugin (entry point) names of the project's own distributions.
-KNOWN_DISTRIBUTIONS = {"s3": "palhm-s3", "localfs": "palhm-localfs", "null": "palhm-null"}
+
+def known_distribution(kind: str, name: str) -> str | None:
+    """The project's distribution that provides the ``kind`` (``"plugins"``
+    for an entry point name, or a registry kind) called ``name``, if any."""
+    import json
+
+    with open(DISTRIBUTIONS_FILE, encoding="utf-8") as f:
+        known = json.load(f)
+    table = known["plugins"] if kind == "plugins" else known["provides"].get(kind, {})
+    return table.get(name)
+
 
 #: ``modules`` names of the original PALHM that are spelt differently now.
 MODULE_ALIASES = {"aws": "s3"}
@@ -319,7 +323,7 @@ class Plugins:
         if (kind, name) in self.disabled:
             raise place.error(f"{kind} {name!r} is not available: {self.disabled[kind, name]}")
         available = ", ".join(sorted(self.registries[kind])) or "none"
-        hint = KNOWN_PROVIDERS.get((kind, name))
+        hint = known_distribution(kind, name)
         problem = f"unknown {kind} {name!r}"
         if hint:
             problem += f" (pip install {hint})"
@@ -340,7 +344,7 @@ class Plugins:
                 f"plugin {shown} of {self.failed[wanted]} failed to load (see the warning "
                 f"above); loaded: {loaded}"
             )
-        dist = KNOWN_DISTRIBUTIONS.get(wanted)
+        dist = known_distribution("plugins", wanted)
         how = f"pip install {dist}" if dist else "no known distribution provides it"
         raise place.error(
             f"plugin {shown} is not installed ({how}); loaded: {loaded}{self._not_loaded_note()}"
