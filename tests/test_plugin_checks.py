@@ -293,3 +293,49 @@ def test_names_that_sort_backwards_stop_rotation_before_anything_is_deleted(brok
         f"rotation failed, copy {newer} is kept: the new copy {newer!r} sorts before copy "
         f"{older!r}, made earlier" in second.stderr
     )
+
+
+# -- events through pluggy ----------------------------------------------------------
+
+
+def test_events_go_through_pluggy_one_plugin_at_a_time(caplog):
+    """An event reaches every plugin through the plugin manager (its call
+    monitoring and hook wrappers see it) even when one plugin raises."""
+    from palhm_core.api import hookimpl
+    from palhm_core.plugins import Plugins
+
+    heard = []
+
+    class Raising:
+        @hookimpl
+        def palhm_task_started(self, task):
+            raise RuntimeError("out of order")
+
+    class Listening:
+        @hookimpl
+        def palhm_task_started(self, task, dry_run):
+            heard.append(("listening", task, dry_run))
+
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def palhm_task_started(self, task):
+            heard.append(("wrapper", task))
+            return (yield)
+
+    plugins = Plugins(autoload=False)
+    for plugin in (Raising(), Listening(), Wrapping()):
+        plugins.pm.register(plugin, name=type(plugin).__name__)
+    monitored = []
+    plugins.pm.add_hookcall_monitoring(
+        lambda name, impls, kwargs: monitored.append((name, [i.plugin_name for i in impls])),
+        lambda outcome, name, impls, kwargs: None,
+    )
+    plugins.emit("palhm_task_started", task="t1")
+    assert ("listening", "t1", False) in heard
+    assert heard.count(("wrapper", "t1")) == 2  # around each plugin's call
+    assert sorted(m for m in monitored if m[0] == "palhm_task_started") == [
+        ("palhm_task_started", ["Listening", "Wrapping"]),
+        ("palhm_task_started", ["Raising", "Wrapping"]),
+    ]
+    failures = [r.getMessage() for r in caplog.records if "out of order" in r.getMessage()]
+    assert failures == ["plugin 'Raising' failed in palhm_task_started: RuntimeError: out of order"]
