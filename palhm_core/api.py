@@ -7,6 +7,8 @@ else of ``palhm_core``; everything else may change in any release.
   :class:`CopyInfo`, and the errors :class:`BackendError`,
   :class:`PrefixExists`, :class:`StorageFull`;
 - task types: :class:`Task`, :class:`PlanStep`, :class:`RunContext`;
+- notifiers: :class:`Notifier`, :class:`Message`, :class:`NotifyError`;
+- retention policies: :class:`RetentionPolicy`, :class:`Dated`;
 - events: :class:`Progress` (the counters of ``palhm_objects_started``);
 - config: :class:`Place` (``place.error(problem)`` is the one-line config
   error to raise for a bad value) and :class:`ConfigError`;
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from palhm_core.errors import BackendError, ConfigError, PalhmError, TaskError
     from palhm_core.hookspecs import hookimpl
     from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
+    from palhm_core.notify import Message, Notifier, NotifyError
     from palhm_core.pipeline import Progress
     from palhm_core.retention import Dated, RetentionPolicy
     from palhm_core.task import PlanStep, RunContext, Task
@@ -55,6 +58,9 @@ _EXPORTS = {
     "hookimpl": "palhm_core.hookspecs",
     "MANIFEST_NAME": "palhm_core.manifest",
     "SUMS_NAME": "palhm_core.manifest",
+    "Message": "palhm_core.notify",
+    "Notifier": "palhm_core.notify",
+    "NotifyError": "palhm_core.notify",
     "Progress": "palhm_core.pipeline",
     "Dated": "palhm_core.retention",
     "RetentionPolicy": "palhm_core.retention",
@@ -71,6 +77,9 @@ __all__ = [
     "CopyWriter",
     "Dated",
     "MANIFEST_NAME",
+    "Message",
+    "Notifier",
+    "NotifyError",
     "PalhmError",
     "Place",
     "PlanStep",
