@@ -1,17 +1,29 @@
 """Test fixtures: the installed ``palhm`` command run as a real process, and
-config files written into a temporary directory."""
+config files written into a temporary directory.
+
+The suite runs in parallel under pytest-xdist (``pytest -n auto``, as nox
+does): every server a test needs (S3, PostgreSQL) is started per worker on a
+free port, in a directory of the worker's own. This module also sets up what
+must be the same in every worker: the fault suite's seed
+(``PALHM_FAULTS_SEED``, random unless set, printed in the header) and the
+Hypothesis profile (``ci``, derandomized, when ``CI`` is set; ``dev``
+otherwise, random; neither keeps a database in the checkout). The figures
+the S3 and fault tests gather in each worker are printed once, at the end.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
 import os
+import random
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 BIN = Path(sys.executable).parent
 PALHM = str(BIN / "palhm")
@@ -19,6 +31,74 @@ PALHM = str(BIN / "palhm")
 FAST_PREFIX = {"type": "iso8601", "timespec": "microseconds"}
 #: ``rclone serve s3`` came with rclone 1.65.
 RCLONE_MIN = (1, 65)
+
+
+#: What a run of the whole suite must not vary between its workers.
+SEED_VAR = "PALHM_FAULTS_SEED"
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", database=None, print_blob=True)
+PROFILE = "ci" if os.environ.get("CI") else "dev"
+settings.load_profile(PROFILE)
+
+
+# Chosen once, when pytest loads this file (before the fault suite's modules,
+# and before xdist starts its workers: they inherit it).
+if not os.environ.get(SEED_VAR, "").strip():
+    os.environ[SEED_VAR] = str(random.SystemRandom().randrange(1 << 32))
+
+
+def pytest_configure(config):
+    config.palhm_figures = []  # what each xdist worker gathered
+
+
+def pytest_report_header(config):
+    seed = os.environ[SEED_VAR]
+    return f"palhm: seed {seed} (repeat with {SEED_VAR}={seed}), hypothesis profile {PROFILE}"
+
+
+def _figures() -> dict:
+    """The figures gathered in this process, for the end of the session."""
+    import sys
+
+    found = {}
+    if "faults.util" in sys.modules:
+        found["faults"] = sys.modules["faults.util"].FIGURES.state()
+    if "s3.conftest" in sys.modules:
+        found["s3"] = list(sys.modules["s3.conftest"].REPORT)
+    return found
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand them to the controller
+        workeroutput["palhm_figures"] = _figures()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    node.config.palhm_figures.append(getattr(node, "workeroutput", {}).get("palhm_figures", {}))
+
+
+@pytest.hookimpl(trylast=True)  # after the durations: the last thing printed
+def pytest_terminal_summary(terminalreporter, config):
+    parts = config.palhm_figures or [_figures()]
+    s3_lines = [line for part in parts for line in part.get("s3", [])]
+    if s3_lines:
+        server = os.environ.get("PALHM_TEST_S3_SERVER", "moto")
+        terminalreporter.section(f"aws-s3 backend figures ({server})")
+        for line in s3_lines:
+            terminalreporter.write_line(line)
+    faults = [part["faults"] for part in parts if "faults" in part]
+    if faults:
+        from faults.util import Figures
+
+        total = Figures()
+        for state in faults:
+            total.add(state)
+        if total.trials or total.fuzz_cases:
+            terminalreporter.section("palhm fault suite figures")
+            for line in total.lines():
+                terminalreporter.write_line(line)
 
 
 def run_palhm(*args, config=None, env=None, timeout=120, input=None, cwd=None, text=True):

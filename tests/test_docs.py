@@ -19,6 +19,7 @@ import inspect
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -187,8 +188,13 @@ def dirstore_env(tmp_path_factory):
     which the palhm processes get on PYTHONPATH: discovery through its entry
     point, as after ``pip install``."""
     target = tmp_path_factory.mktemp("dirstore-site")
+    # Built from a copy: pip builds in the source tree, which must stay clean.
+    source = tmp_path_factory.mktemp("dirstore-src") / "example-plugin"
+    shutil.copytree(
+        DOC / "example-plugin", source, ignore=shutil.ignore_patterns("build", "*.egg-info")
+    )
     argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target"]
-    argv += [str(target), str(DOC / "example-plugin")]
+    argv += [str(target), str(source)]
     if _setuptools_builds_here():
         argv.insert(4, "--no-build-isolation")
     build = subprocess.run(argv, capture_output=True, text=True, timeout=300)

@@ -1,4 +1,4 @@
-"""Fixtures of the fault suite and the figures it prints at the end.
+"""Fixtures of the fault suite (its figures are printed by tests/conftest.py).
 
 The S3 server and bucket helpers are the aws-s3 tests' own (tests/s3/conftest.py),
 imported rather than copied; this suite starts servers of its own because it
@@ -13,20 +13,7 @@ import time
 import pytest
 from s3.conftest import SERVER, s3_env, start_server  # noqa: F401 - fixture
 
-from .util import FIGURES, SEED, TRIALS, FaultBucket
-
-
-def pytest_report_header(config):
-    return f"palhm faults: seed {SEED}, {TRIALS} kill -9 trials per backend"
-
-
-@pytest.hookimpl(trylast=True)  # after the durations: the last thing printed
-def pytest_terminal_summary(terminalreporter):
-    if not FIGURES.trials and not FIGURES.fuzz_cases:
-        return  # the fault suite did not run
-    terminalreporter.section("palhm fault suite figures")
-    for line in FIGURES.lines():
-        terminalreporter.write_line(line)
+from .util import FaultBucket
 
 
 def wait_answering(server, timeout: float = 30.0) -> None:

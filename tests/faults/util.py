@@ -13,7 +13,7 @@ import sys
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pytest
@@ -66,6 +66,24 @@ class Figures:
     kept_lost: int = 0  # tampered or future-dated copies rotation deleted
     newer_lost: int = 0  # copies a run with the clock set back deleted
     notes: list[str] = field(default_factory=list)
+
+    def state(self) -> dict:
+        """The figures as plain values (to send from an xdist worker)."""
+        return {
+            f.name: dict(v) if isinstance(v := getattr(self, f.name), Counter) else v
+            for f in fields(self)
+        }
+
+    def add(self, state: dict) -> None:
+        """Add the figures of another process (its :meth:`state`)."""
+        for f in fields(self):
+            mine = getattr(self, f.name)
+            if isinstance(mine, Counter):
+                mine.update(state[f.name])
+            elif isinstance(mine, list):
+                mine.extend(state[f.name])
+            else:
+                setattr(self, f.name, mine + state[f.name])
 
     def lines(self) -> list[str]:
         out = [

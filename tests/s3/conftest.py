@@ -31,17 +31,10 @@ SERVER = os.environ.get("PALHM_TEST_S3_SERVER", "moto")
 KEY_ID = "palhm-test-key"
 SECRET = "palhm-test-secret"
 REGION = "us-east-1"
-#: Figures the tests measured, printed at the end of the session.
+#: Figures the tests measured, printed at the end of the session (tests/conftest.py).
 REPORT: list[str] = []
 
 _buckets = itertools.count(1)
-
-
-def pytest_terminal_summary(terminalreporter):
-    if REPORT:
-        terminalreporter.section(f"aws-s3 backend figures ({SERVER})")
-        for line in REPORT:
-            terminalreporter.write_line(line)
 
 
 def free_port() -> int:
