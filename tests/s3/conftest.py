@@ -101,7 +101,17 @@ class S3Server:
 
 
 def start_server(kind: str, workdir: Path, *, strict: bool = False) -> S3Server:
-    """Start a server; ``strict`` moto checks credentials (rclone always does)."""
+    """Start a server; ``strict`` moto checks credentials (rclone always does).
+    A server that exits before answering is tried again on another port: the
+    free port may have been taken meanwhile (tests run in parallel)."""
+    for _ in range(2):
+        server = _start_server(kind, workdir, strict)
+        if server is not None:
+            return server
+    return _start_server(kind, workdir, strict, last=True)
+
+
+def _start_server(kind: str, workdir: Path, strict: bool, last: bool = False) -> S3Server | None:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     logfile = open(workdir / f"{kind}-{port}.log", "wb")  # noqa: SIM115 - the server's lifetime
@@ -139,6 +149,8 @@ def start_server(kind: str, workdir: Path, *, strict: bool = False) -> S3Server:
     deadline = time.monotonic() + 30
     while True:
         if proc.poll() is not None:
+            if not last:
+                return None
             pytest.fail(f"{kind} server exited with {proc.returncode}; see {workdir}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
