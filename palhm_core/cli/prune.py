@@ -40,8 +40,8 @@ def cmd_prune(args) -> int:
 
     plugins, conf, _ = load_config(args)
     task = conf.task(args.task)
-    backend = getattr(task, "backend", None)
-    if backend is None or backend.name == "null":
+    backend = task.storage()
+    if backend is None or backend.stores_nothing:
         raise UsageError(f"task {task.id!r} keeps no copies: nothing to prune")
     locks = RunLocks(config_path(args), [task.id], args.lock_dir)
     locks.acquire()

@@ -63,8 +63,8 @@ def cmd_restore(args) -> int:
 
     _, conf, vl = load_config(args)
     task = conf.task(args.task)
-    backend = getattr(task, "backend", None)
-    if backend is None or backend.name == "null":
+    backend = task.storage()
+    if backend is None or backend.stores_nothing:
         raise UsageError(f"task {task.id!r} keeps no copies: nothing to restore")
     if args.force and not args.to:
         raise UsageError("--force replaces files under --to DIR: give --to")
