@@ -15,8 +15,17 @@ import os
 import shutil
 import threading
 
-from palhm_core import Backend, BackendError, CopyInfo, CopyWriter, PrefixExists, Sink, hookimpl
-from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
+from palhm_core.api import (
+    MANIFEST_NAME,
+    SUMS_NAME,
+    Backend,
+    BackendError,
+    CopyInfo,
+    CopyWriter,
+    PrefixExists,
+    Sink,
+    hookimpl,
+)
 
 STAGING = ".partial-"
 

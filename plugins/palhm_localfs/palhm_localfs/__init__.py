@@ -11,7 +11,7 @@ removing it, so a crash mid-delete never leaves something that looks whole.
 
 from __future__ import annotations
 
-from palhm_core import hookimpl
+from palhm_core.api import hookimpl
 from palhm_localfs.backend import LocalFsBackend
 
 

@@ -14,9 +14,18 @@ import os
 import secrets
 import threading
 
-from palhm_core import Backend, BackendError, CopyInfo, CopyWriter, PrefixExists, Sink, StorageFull
-from palhm_core.config.values import parse_mode
-from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
+from palhm_core.api import (
+    MANIFEST_NAME,
+    SUMS_NAME,
+    Backend,
+    BackendError,
+    CopyInfo,
+    CopyWriter,
+    PrefixExists,
+    Sink,
+    StorageFull,
+)
+from palhm_localfs.modes import parse_mode
 from palhm_localfs.rootdir import open_root
 
 STAGING = ".palhm-partial."

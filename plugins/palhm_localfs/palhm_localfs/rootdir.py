@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import stat
 
-from palhm_core import BackendError
+from palhm_core.api import BackendError
 
 MAX_LINKS = 40
 _SEARCH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -5,7 +5,7 @@ as "does DNSSEC validation still work?"."""
 
 from __future__ import annotations
 
-from palhm_core import Backend, CopyInfo, CopyWriter, Sink, hookimpl
+from palhm_core.api import Backend, CopyInfo, CopyWriter, Sink, hookimpl
 
 
 class NullSink(Sink):

@@ -9,7 +9,7 @@ backend is opened (:mod:`palhm_s3.client`), never by ``palhm --help`` or
 
 from __future__ import annotations
 
-from palhm_core import hookimpl
+from palhm_core.api import hookimpl
 from palhm_s3.backend import S3Backend
 
 

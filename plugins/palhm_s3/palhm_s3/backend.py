@@ -25,8 +25,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from palhm_core import Backend, BackendError, CopyInfo, CopyWriter, PrefixExists, Sink
-from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
+from palhm_core.api import (
+    MANIFEST_NAME,
+    SUMS_NAME,
+    Backend,
+    BackendError,
+    CopyInfo,
+    CopyWriter,
+    PrefixExists,
+    Sink,
+)
 from palhm_s3.errors import NO_KEY, S3Errors, error_code
 from palhm_s3.params import SCHEMA, Settings
 from palhm_s3.schedule import PartSchedule

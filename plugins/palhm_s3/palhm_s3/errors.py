@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from palhm_core import BackendError
+from palhm_core.api import BackendError
 
 #: S3 error codes that mean the credentials or permissions are wrong.
 DENIED = {

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from palhm_core import BackendError
+from palhm_core.api import BackendError
 from palhm_s3.errors import S3Errors
 from palhm_s3.schedule import MAX_PART_SIZE, MAX_PARTS, MiB
 

@@ -21,18 +21,20 @@ import shutil
 import threading
 from datetime import datetime, timezone
 
-from palhm_core import (
+from palhm_core.api import (
+    MANIFEST_NAME,
+    SUMS_NAME,
     Backend,
     BackendError,
     CopyInfo,
     CopyWriter,
+    PlanStep,
     PrefixExists,
     Sink,
+    Task,
     TaskError,
     hookimpl,
 )
-from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
-from palhm_core.task import PlanStep, Task
 
 PARTIAL = ".partial"
 
