@@ -6,7 +6,8 @@ else of ``palhm_core``; everything else may change in any release.
 - backends: :class:`Backend`, :class:`CopyWriter`, :class:`Sink`,
   :class:`CopyInfo`, and the errors :class:`BackendError`,
   :class:`PrefixExists`, :class:`StorageFull`;
-- task types: :class:`Task`, :class:`PlanStep`, :class:`RunContext`;
+- task types: :class:`Task`, :class:`PlanStep`, :class:`RunContext`,
+  :class:`FailedWithReport`;
 - notifiers: :class:`Notifier`, :class:`Message`, :class:`NotifyError`;
 - retention policies: :class:`RetentionPolicy`, :class:`Dated`;
 - events: :class:`Progress` (the counters of ``palhm_objects_started``);
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from palhm_core.notify import Message, Notifier, NotifyError
     from palhm_core.pipeline import Progress
     from palhm_core.retention import Dated, RetentionPolicy
-    from palhm_core.task import PlanStep, RunContext, Task
+    from palhm_core.task import FailedWithReport, PlanStep, RunContext, Task
 
 _EXPORTS = {
     "Backend": "palhm_core.backend",
@@ -64,6 +65,7 @@ _EXPORTS = {
     "Progress": "palhm_core.pipeline",
     "Dated": "palhm_core.retention",
     "RetentionPolicy": "palhm_core.retention",
+    "FailedWithReport": "palhm_core.task",
     "PlanStep": "palhm_core.task",
     "RunContext": "palhm_core.task",
     "Task": "palhm_core.task",
@@ -75,6 +77,7 @@ __all__ = [
     "ConfigError",
     "CopyInfo",
     "CopyWriter",
+    "FailedWithReport",
     "Dated",
     "MANIFEST_NAME",
     "Message",

@@ -8,7 +8,7 @@ are built from these events, so a routine task that runs backups through
 
 from __future__ import annotations
 
-from palhm_core.task import RunContext, Task, TaskTimedOut
+from palhm_core.task import FailedWithReport, RunContext, Task, TaskTimedOut
 
 
 def run_task(task: Task, ctx: RunContext):
@@ -18,14 +18,13 @@ def run_task(task: Task, ctx: RunContext):
     try:
         with ctx.signals.deadline(task.timeout, lambda: _timed_out(task)):
             report = task.run(ctx)
-    except BaseException as e:
-        kept = getattr(e, "report", None)
-        if kept is None:
-            ctx.plugins.emit("palhm_task_failed", task=task, error=e)
-            raise
+    except FailedWithReport as e:
         # The task's work is kept but a later step failed (a backup's
         # rotation, which has an event of its own): the run still fails.
-        ctx.plugins.emit("palhm_task_finished", task=task, report=kept)
+        ctx.plugins.emit("palhm_task_finished", task=task, report=e.report)
+        raise
+    except BaseException as e:
+        ctx.plugins.emit("palhm_task_failed", task=task, error=e)
         raise
     ctx.plugins.emit("palhm_task_finished", task=task, report=report)
     return report

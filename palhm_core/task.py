@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from palhm_core.errors import TaskError
+from palhm_core.errors import PalhmError, TaskError
 from palhm_core.process import Children
 
 if TYPE_CHECKING:
@@ -65,6 +65,19 @@ TIMEOUT_SCHEMA = {
 
 class TaskTimedOut(TaskError):
     """A task ran past its ``timeout``."""
+
+
+class FailedWithReport(PalhmError):
+    """A task failed after making something it keeps (a backup copy whose
+    rotation then failed). ``palhm_task_finished`` gets ``report``, since
+    the work is there, and the run fails all the same.
+
+    :param report: the task's report, as :meth:`Task.run` returns it.
+    """
+
+    def __init__(self, message: str, report: dict[str, Any]):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass

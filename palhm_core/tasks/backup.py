@@ -24,7 +24,7 @@ from palhm_core.retention import load_policy
 from palhm_core.rotation import Rotation, decide
 from palhm_core.scheduler import build_all
 from palhm_core.signals import FINISH_WAIT
-from palhm_core.task import PlanStep, RunContext, Task
+from palhm_core.task import FailedWithReport, PlanStep, RunContext, Task
 from palhm_core.tasks.objects import (
     DEFAULT_GROUP,
     BackupObject,
@@ -441,13 +441,9 @@ def _object_step(obj: BackupObject) -> PlanStep:
     return PlanStep("object", f"{obj.path}: {pipeline}", commands=[ex.argv for ex in obj.execs])
 
 
-class RotationFailed(BackendError):
+class RotationFailed(FailedWithReport, BackendError):
     """The copy was made and is kept, but deleting old copies failed: the run
     fails all the same. ``report`` is the task's report."""
-
-    def __init__(self, message: str, report: dict):
-        super().__init__(message)
-        self.report = report
 
 
 @dataclass
