@@ -33,3 +33,24 @@ class TestS3(BackendConformance):
             return intact
 
         return Storage(lambda: S3Backend(params, Storage.place()), plant)
+
+
+def test_a_copy_killed_between_its_manifest_and_its_commit_is_a_leftover(bucket):
+    from palhm_s3.backend import MARKER_NAME
+
+    from palhm_core.manifest import MANIFEST_NAME
+
+    base = f"{ROOT}/2026-01-01T00:00:00+00:00"
+    for name in ("obj", MANIFEST_NAME, MARKER_NAME):
+        bucket.put(f"{base}/{name}")
+    params = {"bucket": bucket.name, "root": ROOT, "endpoint-url": bucket.endpoint}
+    backend = S3Backend(params, Storage.place())
+    backend.open()
+    try:
+        (copy,) = backend.list_copies()
+        assert not copy.complete
+        (line,) = backend.clean_leftovers()
+        assert "incomplete copy" in line
+        assert bucket.key_list(ROOT) == []
+    finally:
+        backend.close()
