@@ -5,6 +5,12 @@ core's own built-ins first, then every entry point of the group ``palhm``, one
 at a time so a plugin that fails to import is named instead of crashing PALHM.
 Setting ``PALHM_DISABLE_PLUGIN_AUTOLOAD=1`` skips the entry points (tests,
 debugging); ``PALHM_PLUGINS=name,name`` then loads just those.
+
+What a plugin registers is checked before use (:mod:`palhm_core.plugin_checks`):
+a plugin that gives anything unusable is disabled whole, with one warning,
+and a config naming what it meant to provide is told why. Hooks are called
+through pluggy one plugin at a time (:meth:`Plugins._call_one`), so that one
+plugin's exception never keeps another from a hook.
 """
 
 from __future__ import annotations
