@@ -4,11 +4,11 @@ runs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from palhm_core.config.files import ConfigFile, read_tree
-from palhm_core.config.place import Place
+from palhm_core.config.place import Place, format_path
 from palhm_core.config.schema import build_schema, problems
 from palhm_core.errors import ConfigError
 from palhm_core.execs import Exec, build_step_exec
@@ -124,7 +124,7 @@ def load(path: str, plugins: Plugins) -> Config:
     ctx = LoadContext(plugins, conf.execs, errors)
     _build_execs(conf, origins["execs"], ctx)
     _build_notify(conf, origins, plugins, errors)
-    broken_tasks = _build_tasks(conf, origins["tasks"], ctx)
+    broken_tasks = _build_tasks(conf, origins["tasks"], ctx, refused)
     errors.extend(_shared_roots(conf.tasks))
     errors.extend(_link(conf.tasks, broken_tasks))
     _raise_if(errors)
@@ -158,9 +158,10 @@ def _build_notify(conf: Config, origins: dict, plugins: Plugins, errors: list[st
         conf.boot_report = _collect(errors, BootReport, report, place, plugins)
 
 
-def _build_tasks(conf: Config, origins: list, ctx: LoadContext) -> set[str]:
+def _build_tasks(conf: Config, origins: list, ctx: LoadContext, refused) -> set[str]:
     """Every task the schema accepted, and its own ``notify`` list; returns
-    the ids of the tasks that could not be built."""
+    the ids of the tasks that could not be built. Those the schema refused
+    are built only for the mistakes it did not name."""
     from palhm_core.notify import subscribe
 
     errors = ctx.errors
@@ -175,6 +176,8 @@ def _build_tasks(conf: Config, origins: list, ctx: LoadContext) -> set[str]:
             task = cls and _collect(errors, cls, task_conf, place, ctx)
             if len(errors) > before:  # the task reported mistakes and went on
                 task = None
+        else:
+            errors.extend(_refused_task_errors(task_conf, place, ctx, refused))
         if task is None:
             if isinstance(task_conf, dict) and isinstance(task_conf.get("id"), str):
                 broken.add(task_conf["id"])
@@ -187,6 +190,34 @@ def _build_tasks(conf: Config, origins: list, ctx: LoadContext) -> set[str]:
         if subs:
             conf.task_notify[task.id] = [sub for sub in subs if sub is not None]
     return broken
+
+
+def _refused_task_errors(task_conf, place: Place, ctx: LoadContext, refused) -> list[str]:
+    """The mistakes of a task the schema refused that the schema did not
+    report: the task is built as far as it goes, and what it says about the
+    places the schema already named (or anything under them) is left out."""
+    if not isinstance(task_conf, dict) or not isinstance(task_conf.get("type"), str):
+        return []
+    named = [f"{file}: {format_path(parts)}" for file, parts in refused if parts]
+    found: list[str] = []
+    quiet = replace(ctx, errors=found)
+    try:
+        cls = ctx.plugins.lookup("task type", task_conf["type"], place / "type")
+        cls(task_conf, place, quiet)
+    except ConfigErrors as e:
+        found.extend(e.lines)
+    except ConfigError as e:
+        found.append(str(e))
+    except Exception:  # a value the schema refused, where the task expected another
+        pass
+    return [
+        line
+        for line in found
+        if line
+        and not any(
+            line.startswith(p) and line[len(p) : len(p) + 1] in (":", ".", "[") for p in named
+        )
+    ]
 
 
 def _configure_plugins(plugins, settings: dict, places: dict, files, errors: list[str]) -> None:

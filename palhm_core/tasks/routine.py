@@ -37,11 +37,14 @@ class RoutineTask(Task):
             if kind == "task":
                 self._pointers.append((step["task-id"], where / "task-id"))
                 self.steps.append(("task", step["task-id"]))
-            elif kind == "builtin":
-                cls = ctx.plugins.lookup("builtin", step["builtin-id"], where / "builtin-id")
-                self.steps.append(("builtin", cls(step.get("param"), where / "param")))
+            elif kind == "builtin":  # each mistake collected: all are reported at once
+                cls = ctx.collect(
+                    ctx.plugins.lookup, "builtin", step["builtin-id"], where / "builtin-id"
+                )
+                builtin = cls and ctx.collect(cls, step.get("param"), where / "param")
+                self.steps.append(("builtin", builtin))
             else:
-                self.steps.append(("exec", ctx.step_exec(step, where)))
+                self.steps.append(("exec", ctx.collect(ctx.step_exec, step, where)))
 
     def pointers(self):
         return list(self._pointers)
