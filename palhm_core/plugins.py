@@ -257,6 +257,7 @@ class Plugins:
         if problem:
             return f"settings schema: {problem}"
         self.settings_schemas[info.name] = schema
+        info.provides["settings"] = [f"plugins.{info.name}"]  # for palhm plugins
         return None
 
     def _implements(self, plugin, hookname: str) -> bool:

@@ -201,6 +201,10 @@ def test_a_plugin_gets_its_settings_and_hears_the_run_end_once(broken_site, tmp_
     assert seen[2]["dry_run"] is False
     assert seen[2]["report"]["exit-status"] == 0
 
+    listed = json.loads(run_palhm("plugins", "--json", env=env).stdout)["plugins"]
+    observer = next(p for p in listed if p["name"] == "observer")
+    assert observer["provides"] == {"settings": ["plugins.observer"]}
+
     shown = run_palhm("config", "show", config=config, env=env)
     assert shown.returncode == 0, shown.stderr
     assert "tok-3141592" not in shown.stdout
