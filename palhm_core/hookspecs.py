@@ -6,9 +6,9 @@ A plugin is a module registered under the entry point group ``palhm``::
     mystore = "palhm_mystore"
 
 It implements any of the hooks below with the ``hookimpl`` marker it imports
-from ``palhm_core.api`` (the only module of the core a plugin imports). Implementations may accept fewer arguments than a hook
-offers (pluggy passes only the ones named), so hooks can grow without breaking
-plugins.
+from ``palhm_core.api`` (the only module of the core a plugin imports).
+Implementations may accept fewer arguments than a hook offers (pluggy passes
+only the ones named), so hooks can grow without breaking plugins.
 
 *Registry hooks* return a list of classes. The core collects every plugin's
 classes into one registry per kind, keyed by each class's ``name``, and refuses
