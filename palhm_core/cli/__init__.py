@@ -39,20 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 success, 1 a task failed, 2 usage or config error, "
         "75 the task is already running, 128+N stopped by signal N.",
     )
-    p.add_argument(
-        "-f",
-        "--config",
-        metavar="FILE",
-        help=f"config file (default: $PALHM_CONFIG or {DEFAULT_CONFIG})",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing when all is well")
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="say more (repeat for debug); tracebacks on errors",
-    )
+    _add_global_options(p, {"config": None, "quiet": False, "verbose": 0})
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     run.add_parsers(sub)
     config.add_parser(sub)
@@ -63,7 +50,46 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("help", help="show help for a command")
     h.add_argument("topic", nargs="?", metavar="COMMAND")
     h.set_defaults(func=lambda args: _help(p, sub, args.topic))
+    _everywhere(sub)
     return p
+
+
+def _add_global_options(p: argparse.ArgumentParser, defaults: dict | None) -> None:
+    """-f/-c, -q and -v. Before the command they have their defaults; after
+    it (``palhm run -q backup``), as administrators also type them, they are
+    only set when given (SUPPRESS), so as not to undo what came before."""
+    kw = (lambda name: {"default": defaults[name]}) if defaults else (lambda name: {})
+    if not defaults:
+        p.argument_default = argparse.SUPPRESS
+    p.add_argument(
+        "-f",
+        "-c",
+        "--config",
+        metavar="FILE",
+        help=f"config file (default: $PALHM_CONFIG or {DEFAULT_CONFIG})",
+        **kw("config"),
+    )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing when all is well", **kw("quiet")
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        help="say more (repeat for debug); tracebacks on errors",
+        **kw("verbose"),
+    )
+    if not defaults:
+        p.argument_default = None
+
+
+def _everywhere(sub) -> None:
+    """The global options on every command and subcommand."""
+    for parser in sub.choices.values():
+        _add_global_options(parser, None)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _everywhere(action)
 
 
 def _help(parser, sub, topic) -> int:
