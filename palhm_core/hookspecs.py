@@ -96,8 +96,9 @@ def palhm_prefix_generators() -> list[type]:
     other keys of that object as ``cls(params, place)``; calling the instance
     with the run's start time (an aware UTC :class:`datetime.datetime`)
     returns the PREFIX, one path component without ``/``. Prefixes must sort as
-    strings oldest first, because rotation deletes the first ones. The core's
-    own generator is ``iso8601``.
+    strings oldest first, because rotation deletes the first ones: a new copy
+    that does not sort after the task's newest copy is kept, but the run fails
+    before rotation deletes anything. The core's own generator is ``iso8601``.
 
     :returns: the generator classes this plugin provides.
     """
