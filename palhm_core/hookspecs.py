@@ -194,7 +194,9 @@ def palhm_configure(settings: dict[str, Any], place: Place) -> None:
     :param place: where the settings are: raise ``(place / key).error(...)``
         for a value the schema cannot refuse; PALHM prints it as one config
         error and exits with status 2. Any other exception is reported the
-        same way, naming the plugin.
+        same way, naming the plugin, when the config has settings for it;
+        without any, the plugin is disabled with one warning, so that
+        configs that do not use it keep working.
     """
 
 

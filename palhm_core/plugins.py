@@ -299,22 +299,30 @@ class Plugins:
         """The names of the plugins that take settings (``palhm_configure``)."""
         return [self.pm.get_name(i.plugin) for i in self.hook.palhm_configure.get_hookimpls()]
 
-    def configure(self, name: str, settings: dict, place) -> None:
+    def configure(self, name: str, settings: dict | None, place) -> None:
         """Hand plugin ``name`` its ``plugins.NAME`` settings (valid against
-        its settings schema; ``{}`` when the config has none), read at
-        ``place``. A plugin that refuses them, or fails, is a config error
-        there."""
+        its settings schema), read at ``place``; ``None`` when the config has
+        none, and the plugin gets ``{}``. A plugin that refuses its settings,
+        or fails on them, is a config error there; one that fails without
+        any is disabled with a warning, as at load, so that configs that do
+        not use it keep working."""
         from palhm_core.errors import ConfigError
 
-        kwargs = {"settings": settings, "place": place}
+        kwargs = {"settings": settings or {}, "place": place}
         try:
             self._call_one("palhm_configure", self.pm.get_plugin(name), kwargs)
         except ConfigError:
             raise
         except Exception as e:
-            raise place.error(
-                f"plugin {name!r} failed to take its settings: {_error_line(e)}"
-            ) from None
+            if settings is not None:
+                raise place.error(
+                    f"plugin {name!r} failed to take its settings: {_error_line(e)}"
+                ) from None
+            info = self.infos[name]
+            provided = [(k, n) for k, names in info.provides.items() for n in names]
+            for kind, provided_name in provided:
+                self.registries.get(kind, {}).pop(provided_name, None)
+            self._disable(info, f"palhm_configure raised {_error_line(e)}", provided)
 
     def _not_loaded_note(self) -> str:
         if not self.autoload:

@@ -61,9 +61,14 @@ WARNINGS = {
 }
 
 
+#: Said when a config loads: the plugin fails only when it is configured.
+CONFIGURE_WARNING = "palhm_configure raised KeyError: 'url'; plugin disabled"
+
+
 def warning(entry_point: str) -> str:
     module = "palhm_" + entry_point.replace("-", "_")
-    return LABEL.format(entry_point, module) + WARNINGS[entry_point]
+    problem = CONFIGURE_WARNING if entry_point == "broken-configure" else WARNINGS[entry_point]
+    return LABEL.format(entry_point, module) + problem
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +150,7 @@ def test_a_config_not_using_broken_plugins_makes_its_backup(broken_site, tmp_pat
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     warnings = [line for line in result.stderr.splitlines() if "palhm: warning:" in line]
-    assert sorted(warnings) == sorted(warning(ep) for ep in WARNINGS)
+    assert sorted(warnings) == sorted(warning(ep) for ep in [*WARNINGS, "broken-configure"])
     made = copies(tmp_path / "root")
     assert len(made) == 1
     assert (tmp_path / "root" / made[0] / "a").read_text() == "a\n"
@@ -159,6 +164,26 @@ def test_a_config_naming_a_disabled_backend_says_why(broken_site, tmp_path):
         warning("broken-type-name"),
         f"palhm: {config}: tasks[0].backend: backend 'broken-type-name' is not available: "
         + warning("broken-type-name").removeprefix("palhm: warning: "),
+    ]
+
+
+def test_a_plugin_failing_without_settings_is_disabled_for_the_configs_not_using_it(
+    broken_site, tmp_path
+):
+    env = alone(broken_site, "broken-configure", PALHM_LOCK_DIR=str(tmp_path))
+    result = run_palhm("run", config=localfs_config(tmp_path), env=env)
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if "warning" in line] == [
+        warning("broken-configure")
+    ]
+    assert len(copies(tmp_path / "root")) == 1
+    config = write_config(tmp_path, {"tasks": [backup_task("t", backend="broken-configure")]})
+    result = run_palhm("config", "check", config=config, env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        warning("broken-configure"),
+        f"palhm: {config}: tasks[0].backend: backend 'broken-configure' is not available: "
+        + warning("broken-configure").removeprefix("palhm: warning: "),
     ]
 
 

@@ -222,11 +222,11 @@ def _refused_task_errors(task_conf, place: Place, ctx: LoadContext, refused) -> 
 
 def _configure_plugins(plugins, settings: dict, places: dict, files, errors: list[str]) -> None:
     """Give every plugin that takes settings its ``plugins.NAME`` object
-    (``{}`` without one), unless the schema refused it."""
+    (None without one), unless the schema refused it."""
     for name in plugins.configurable():
         place = places.get(name) or Place(files[0].path) / "plugins" / name
         if getattr(place, "ok", True):
-            _collect(errors, plugins.configure, name, settings.get(name, {}), place)
+            _collect(errors, plugins.configure, name, settings.get(name), place)
 
 
 def _collect(errors: list[str], func, *args):
