@@ -280,7 +280,10 @@ class LocalFsBackend(Backend):
         except OSError as e:
             raise _fail("cannot list backup root", self.root, e) from None
         for name in entries:
-            if name.startswith("."):
+            # A staging directory: a copy being made or deleted, or the
+            # leftover of a run that died; listed as an incomplete copy.
+            staging = name.startswith(STAGING)
+            if name.startswith(".") and not staging:
                 continue
             try:
                 fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=self.fd)
@@ -292,12 +295,12 @@ class LocalFsBackend(Backend):
                 files = None
             finally:
                 os.close(fd)
-            complete = files is None or MANIFEST_NAME in files
+            complete = not staging and (files is None or MANIFEST_NAME in files)
             if files is not None:
                 files = {p: n for p, n in files.items() if p not in (MANIFEST_NAME, SUMS_NAME)}
             copies.append(
                 CopyInfo(
-                    name,
+                    name[len(STAGING) :].rpartition(".")[0] if staging else name,
                     complete,
                     sum(files.values()) if files else 0,
                     None if files is None else len(files),
