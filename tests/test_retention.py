@@ -102,13 +102,14 @@ def simulate(params: dict, days: int = 400, start=datetime(2025, 3, 1, tzinfo=UT
     rng = random.Random(16)
     pol = policy(**params)
     alive: dict[str, datetime] = {}
+    listed: dict[str, CopyInfo] = {}
     for hour in range(days * 24):
         started = start + timedelta(hours=hour, minutes=rng.randrange(1, 20), seconds=rng.random())
         prefix = started.strftime("%Y-%m-%dT%H:%M:%S.%f")
         alive[prefix] = started
-        listed = [complete(p, t) for p, t in alive.items()]
+        listed[prefix] = complete(prefix, started)
         rotation = decide(
-            listed,
+            list(listed.values()),
             keep=prefix,
             nb_copy_limit=caps.get("nb_copy_limit"),
             root_size_limit=caps.get("root_size_limit"),
@@ -122,7 +123,7 @@ def simulate(params: dict, days: int = 400, start=datetime(2025, 3, 1, tzinfo=UT
         assert prefix not in gone
         assert set(rotation.kept) == set(alive) - gone
         for p in gone:
-            del alive[p]
+            del alive[p], listed[p]
     return alive
 
 
