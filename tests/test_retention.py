@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import subprocess
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -178,6 +179,44 @@ def test_caps_apply_after_the_policy():
     assert len(survivors) == 10
     times = sorted(survivors.values())
     assert times[-1].date() - times[0].date() == timedelta(days=9)
+
+
+def test_only_the_tasks_complete_copies_meet_the_policy():
+    """Incomplete, foreign, damaged and future-dated copies are neither
+    given to the policy nor deleted, whatever it keeps; the size cap counts
+    only the copies the policy kept."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    own_copies = [
+        complete(f"2026-01-0{i + 1}", start + timedelta(days=i), size=10) for i in range(5)
+    ]
+    others = [
+        CopyInfo("2026-01-02x", complete=False, size=0, state="incomplete"),
+        CopyInfo("2026-01-03x", complete=True, size=10**9, state="foreign"),
+        CopyInfo("2026-01-04x", complete=True, size=10**9, state="damaged"),
+        replace(complete("2031-01-01", datetime(2031, 1, 1, tzinfo=UTC)), future=True),
+    ]
+    seen = []
+
+    class Spy(CalendarPolicy):
+        def keep(self, copies, now):
+            seen.extend(c.prefix for c in copies)
+            return super().keep(copies, now)
+
+    rotation = decide(
+        own_copies + others,
+        keep="2026-01-05",
+        nb_copy_limit=None,
+        root_size_limit=20,
+        policy=Spy({"daily": 3}, PLACE),
+        now=start + timedelta(days=5),
+    )
+    assert sorted(seen) == [c.prefix for c in own_copies]
+    assert rotation.why_deleted == {
+        "2026-01-01": "policy",
+        "2026-01-02": "policy",
+        "2026-01-03": "root-size-limit",
+    }
+    assert rotation.kept == {"2026-01-04": ["daily"], "2026-01-05": ["just made", "daily"]}
 
 
 # -- restic's documented examples -------------------------------------------------
