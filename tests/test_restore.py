@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import backup_task, copies, inline, run_palhm, write_config
@@ -241,3 +243,33 @@ def test_plan_shows_how_each_object_is_restored(tmp_path):
     assert f"restore: zstd -dq | tar -C {out} -xpf -" in done.stdout
     assert "check: zstd -dq | tar -tf -" in done.stdout
     assert "restore: none: palhm restore --to DIR writes the file" in done.stdout
+
+
+def test_sigterm_ends_the_restore_pipeline_before_its_input_ends(tmp_path):
+    root = tmp_path / "root"
+    started, marker = tmp_path / "started", tmp_path / "marker"
+    slow = (
+        "import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch(); time.sleep(60); "
+        "n = len(sys.stdin.buffer.read()); open(sys.argv[2], 'w').write(f'clean {n}')"
+    )
+    obj = {
+        "path": "data",
+        "pipeline": [inline("head", "-c", "20000000", "/dev/zero")],
+        "restore": [inline(sys.executable, "-c", slow, str(started), str(marker))],
+    }
+    cfg = write_config(tmp_path, {"tasks": [backup_task(root=str(root), objects=[obj])]})
+    _run(cfg)
+    proc = subprocess.Popen(
+        [sys.executable.rsplit("/", 1)[0] + "/palhm", "-f", str(cfg), "restore", "backup"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the restore did not start"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err
+    assert not marker.exists()

@@ -69,6 +69,7 @@ def cmd_restore(args) -> int:
     if args.force and not args.to:
         raise UsageError("--force replaces files under --to DIR: give --to")
     objects = {o.path: o for o in task.objects}
+    _stop_on_signals()
     backend.open()
     children = Children()
     try:
@@ -97,6 +98,21 @@ def cmd_restore(args) -> int:
         children.stop(grace=2.0)
         backend.close()
     return 0
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP stop a restore as Ctrl-C does: the restore
+    pipeline is ended before its input ends (never a clean end of a part of
+    the object), and PALHM exits 128+N."""
+    import signal
+
+    from palhm_core.errors import Interrupted
+
+    def stop(signum, frame):
+        raise Interrupted(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
 
 
 def deep_checker(args, task, backend):
