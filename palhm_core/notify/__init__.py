@@ -41,7 +41,8 @@ COMMON_KEYS = {
         "items": {"enum": list(EVENTS)},
         "uniqueItems": True,
         "description": "The events to send: start, success, failure. Default: the notifier's "
-        "own (failure only for mail and aws-sns, all three for webhook presets that ping).",
+        "own (mail, aws-sns, ntfy: failure; a JSON webhook: success and failure; "
+        "healthchecks: all three).",
     },
     "timeout": {
         "type": "number",
