@@ -34,7 +34,7 @@ from collections.abc import Callable
 from palhm_core.errors import PalhmError, TaskError
 from palhm_core.execs import Exec
 from palhm_core.pipeline import VL_PREFIX, _check_exit_codes
-from palhm_core.process import GRACE, MAX_POLL_MS, Child, Children, end_groups
+from palhm_core.process import GRACE, MAX_POLL_MS, Child, Children, TimedOut, end_groups
 from palhm_core.tail import StderrRelay
 from palhm_core.verify import stream
 
@@ -139,13 +139,16 @@ class Feed:
         stage at fault."""
         self._close()
         codes = []
-        for child, deadline in zip(self.procs, self.deadlines, strict=True):
+        for i, (child, deadline) in enumerate(zip(self.procs, self.deadlines, strict=True)):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 codes.append(self.children.wait(child, left))
-            except TaskError:
+            except TimedOut:
                 self.kill()
-                raise
+                ex = self.execs[i]
+                raise TaskError(
+                    f"stage {i + 1}/{len(self.execs)} {ex.label!r} timed out after {ex.timeout:g} s"
+                ) from None
         for relay in self.relays:
             relay.finish()
         # A reader that stopped early and succeeded had read what it needed

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import backup_task, copies, inline, run_palhm, write_config
 from restore_util import make_database, need, pg_object, rows, unique
 
@@ -273,3 +274,26 @@ def test_sigterm_ends_the_restore_pipeline_before_its_input_ends(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "stopped by SIGTERM" in err
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["sleep", "30"], [sys.executable, "-c", "import sys, time; sys.stdin.read(); time.sleep(30)"]],
+    ids=["not reading", "after its input"],
+)
+def test_a_restore_command_past_its_timeout_is_ended(tmp_path, argv):
+    obj = {
+        "path": "data",
+        "pipeline": [inline("head", "-c", "5000000", "/dev/zero")],
+        "restore": [inline(*argv, timeout=1)],
+    }
+    cfg = write_config(
+        tmp_path, {"tasks": [backup_task(root=str(tmp_path / "root"), objects=[obj])]}
+    )
+    _run(cfg)
+    started = time.monotonic()
+    done = run_palhm("restore", "backup", config=cfg)
+    assert done.returncode == 1
+    assert "data: restore" in done.stderr and "stage 1/1" in done.stderr
+    assert "timed out after 1 s" in done.stderr
+    assert time.monotonic() - started < 25  # not the 30 s the command wanted

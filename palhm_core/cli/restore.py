@@ -56,9 +56,9 @@ def _selected(entries: list[dict], paths: list[str], prefix: str) -> list[dict]:
 def cmd_restore(args) -> int:
     from palhm_core.cli import effective_vl, load_config
     from palhm_core.copies import judge_copies
-    from palhm_core.errors import PalhmError, UsageError
+    from palhm_core.errors import PalhmError, TaskError, UsageError
     from palhm_core.process import Children
-    from palhm_core.restore import feed_object, pipeline_text, write_object
+    from palhm_core.restore import Mismatch, feed_object, pipeline_text, write_object
     from palhm_core.verify import pick_copies
 
     _, conf, vl = load_config(args)
@@ -92,7 +92,14 @@ def cmd_restore(args) -> int:
         for entry in entries:
             execs = objects[entry["path"]].restore
             log.info("restoring %s/%s: %s", copy.prefix, entry["path"], pipeline_text(execs))
-            feed_object(backend, copy.prefix, entry, execs, children, vl=effective_vl(args, vl))
+            try:
+                feed_object(backend, copy.prefix, entry, execs, children, vl=effective_vl(args, vl))
+            except Mismatch:
+                raise
+            except TaskError as e:
+                raise TaskError(
+                    f"{copy.prefix}/{entry['path']}: restore `{pipeline_text(execs)}` failed: {e}"
+                ) from None
             log.info("restored %s/%s", copy.prefix, entry["path"])
     finally:
         children.stop(grace=2.0)
