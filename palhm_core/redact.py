@@ -4,7 +4,8 @@ error messages, stderr tails, run reports and ``palhm config show``.
 Hidden (replaced by ``<hidden>``), in text of any number of lines and in argv
 lists alike:
 
-- the password of a URL: ``https://user:<hidden>@host/``;
+- the password of a URL, ``https://user:<hidden>@host/``, and its query
+  values whose name says secret, ``?token=<hidden>``;
 - the value of an option or variable whose name says it is secret:
   ``--password=x``, ``--password x``, ``--secret-key x``,
   ``AWS_SECRET_ACCESS_KEY=x`` (names holding ``password``,
@@ -57,6 +58,8 @@ _START = r"(?<![^\s'\"])"
 _VALUE = r"('[^'\n]*'|\"[^\"\n]*\"|[^\s'\"]+)"
 #: scheme://user:password@  (userinfo holds no "/", "@" or whitespace)
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/@:'\"]*):([^\s/@'\"]*)@")
+#: ?name=value or &name=value in a URL's query (``?token=x``, ``&api_key=x``)
+_URL_QUERY = re.compile(r"([?&])([A-Za-z_][A-Za-z0-9_.-]*)=([^&#\s'\"]*)")
 #: --name=value, -name=value, NAME=value
 _ASSIGNMENT = re.compile(
     _START + r"(--?|)([A-Za-z_][A-Za-z0-9_-]*)=" + r"('[^'\n]*'|\"[^\"\n]*\"|\S*)"
@@ -100,6 +103,7 @@ def redact(text: str) -> str:
 
 def _redact_line(line: str) -> str:
     line = _URL_PASSWORD.sub(rf"\1:{HIDDEN}@", line)
+    line = _URL_QUERY.sub(_query_value, line)
 
     def assignment(m: re.Match) -> str:
         dash, name, value = m.groups()
@@ -121,6 +125,13 @@ def _redact_line(line: str) -> str:
         line = _SSHPASS_P.sub(rf"\1\2{HIDDEN}", line)
         line = _GLUED_P.sub(f"-p{HIDDEN}", line)
     return line
+
+
+def _query_value(m: re.Match) -> str:
+    sep, name, value = m.groups()
+    if not value or value == HIDDEN or not is_secret_name(name):
+        return m.group(0)
+    return f"{sep}{name}={HIDDEN}"
 
 
 def _auth_header(m: re.Match) -> str:
@@ -149,6 +160,7 @@ def redact_argv(argv) -> list[str]:
             out.append(f"{user}:{HIDDEN}" if colon else arg)
             continue
         arg = _URL_PASSWORD.sub(rf"\1:{HIDDEN}@", arg)
+        arg = _URL_QUERY.sub(_query_value, arg)
         arg = _AUTH_HEADER.sub(_auth_header, arg)
         name, eq, value = arg.partition("=")
         if eq and re.fullmatch(r"-{0,2}[A-Za-z_][A-Za-z0-9_-]*", name):

@@ -178,7 +178,7 @@ def test_a_log_line_never_shows_the_ping_url_path_or_its_password(tmp_path, http
             "notify": [
                 {
                     "type": "webhook",
-                    "url": http.url.replace("//", "//user:s3cret@") + "/secret-uuid",
+                    "url": http.url.replace("//", "//user:s3cret@") + "/secret-uuid?token=tk-9",
                     "headers": {"Authorization": "Bearer tok-123"},
                     "on": ["success"],
                 }
@@ -189,11 +189,16 @@ def test_a_log_line_never_shows_the_ping_url_path_or_its_password(tmp_path, http
     result = run_palhm("run", "db", config=config)
     assert result.returncode == 0
     assert "HTTP 404" in result.stderr
-    for secret in ("secret-uuid", "s3cret", "tok-123"):
+    for secret in ("secret-uuid", "s3cret", "tok-123", "tk-9"):
         assert secret not in result.stderr
+    # the request carried them all: the URL's password as basic auth
+    (request,) = http.requests
+    assert request.path == "/secret-uuid?token=tk-9"
+    assert request.headers["authorization"] == "Bearer tok-123"
     shown = run_palhm("config", "show", config=config)
     assert shown.returncode == 0, shown.stderr
-    assert "s3cret" not in shown.stdout and "tok-123" not in shown.stdout
+    for secret in ("s3cret", "tok-123", "tk-9"):
+        assert secret not in shown.stdout
 
 
 def test_smtp_mails_for_failure_and_success(tmp_path, smtp):
