@@ -149,7 +149,7 @@ def test_a_config_not_using_broken_plugins_makes_its_backup(broken_site, tmp_pat
     result = run_palhm("run", config=config, env=env)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    warnings = [line for line in result.stderr.splitlines() if "palhm: warning:" in line]
+    warnings = [line for line in result.stderr.splitlines() if "(palhm-broken " in line]
     assert sorted(warnings) == sorted(warning(ep) for ep in [*WARNINGS, "broken-configure"])
     made = copies(tmp_path / "root")
     assert len(made) == 1
