@@ -37,7 +37,7 @@ BASES = {
 #: Kinds whose instances the core calls (``generator(now)``, ``builtin()``).
 CALLED_KINDS = ("prefix generator", "builtin")
 #: Kinds selected by the ``type`` key of the object holding their parameters.
-TYPED_KINDS = ("prefix generator", "retention policy", "notifier")
+TYPED_KINDS = ("prefix generator", "retention policy")
 
 TYPES = ("string", "integer", "number", "boolean", "object", "array", "null")
 
@@ -72,10 +72,6 @@ def reserved_keys(kind: str) -> frozenset[str]:
         return frozenset(COMMON_BACKEND_KEYS)
     if kind == "task type":
         return frozenset(CORE_TASK_KEYS)
-    if kind == "notifier":
-        from palhm_core.notify import COMMON_KEYS
-
-        return frozenset({"type", *COMMON_KEYS})
     if kind == "notifier":
         from palhm_core.notify import COMMON_KEYS
 
