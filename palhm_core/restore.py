@@ -55,11 +55,12 @@ class Feed:
     """Commands joined by pipes; the first reads what :meth:`write` is given.
 
     The last command's stdout is PALHM's when the verbosity is at least its
-    ``vl-stdout``, else discarded. End with :meth:`finish` (the input was
+    ``vl-stdout`` and ``stdout_vl`` (a check's listing is shown only with
+    ``-v``), else discarded. End with :meth:`finish` (the input was
     right: close it, wait, check exit codes) or :meth:`kill`.
     """
 
-    def __init__(self, execs: list[Exec], children: Children, *, vl: int):
+    def __init__(self, execs: list[Exec], children: Children, *, vl: int, stdout_vl: int = 0):
         self.execs = execs
         self.children = children
         self.started = time.monotonic()
@@ -75,7 +76,8 @@ class Feed:
             for i, ex in enumerate(execs):
                 last = i == len(execs) - 1
                 if last:
-                    out_fd, next_read = (1 if vl >= ex.vl_stdout else None), None
+                    shown = vl >= max(ex.vl_stdout, stdout_vl)
+                    out_fd, next_read = (1 if shown else None), None
                 else:
                     next_read, out_fd = os.pipe2(os.O_CLOEXEC)
                 relay = StderrRelay(ex.label, show=vl >= ex.vl_stderr, prefix=vl >= VL_PREFIX)
@@ -204,11 +206,13 @@ def _read(backend, prefix: str, entry: dict, out) -> None:
         raise Mismatch(f"{where}: SHA-256 {digest}, its manifest says {entry['sha256']}")
 
 
-def feed_object(backend, prefix: str, entry: dict, execs: list[Exec], children, *, vl) -> None:
+def feed_object(
+    backend, prefix: str, entry: dict, execs: list[Exec], children, *, vl, stdout_vl: int = 0
+) -> None:
     """Stream one object through ``execs``; the input ends only if the
     object matches its manifest, else the commands are ended first.
     Raises :class:`Mismatch` or TaskError (a command failed)."""
-    feed = Feed(execs, children, vl=vl)
+    feed = Feed(execs, children, vl=vl, stdout_vl=stdout_vl)
     try:
         _read(backend, prefix, entry, feed.write)
     except BaseException:
@@ -222,7 +226,7 @@ def check_object(backend, prefix: str, entry: dict, execs: list[Exec], children,
     ``check`` when ``execs`` are given), or None."""
     try:
         if execs:
-            feed_object(backend, prefix, entry, execs, children, vl=vl)
+            feed_object(backend, prefix, entry, execs, children, vl=vl, stdout_vl=VL_PREFIX)
         else:
             _read(backend, prefix, entry, None)
     except Mismatch as e:

@@ -161,3 +161,23 @@ def test_the_checks_and_restores_of_core_json_work_on_its_filters(tmp_path):
     done = run_palhm("restore", "backup", "latest", "tree.tar.gz", config=cfg)
     assert done.returncode == 0, done.stderr
     assert (out / "d" / "f").read_text() == "data\n"
+
+
+def test_a_checks_listing_is_shown_only_with_verbose(tmp_path):
+    need("tar")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "listed-file").write_text("x\n")
+    obj = {
+        "path": "t.tar",
+        "pipeline": [inline("tar", "-C", str(src), "-cf", "-", ".")],
+        "check": [inline("tar", "-tf", "-")],
+    }
+    cfg = _config(tmp_path, [obj])
+    _run(cfg)
+    quiet = run_palhm("backups", "verify", "--deep", "backup", config=cfg)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "listed-file" not in quiet.stdout + quiet.stderr
+    verbose = run_palhm("-v", "backups", "verify", "--deep", "backup", config=cfg)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "./listed-file" in verbose.stdout
