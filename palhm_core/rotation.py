@@ -109,4 +109,3 @@ def delete(backend: Backend, rotation: Rotation, *, on_delete) -> None:
     by_prefix = {copy.prefix: copy for copy in rotation.deleted}
     if by_prefix:
         backend.delete_copies(list(by_prefix), lambda prefix: on_delete(by_prefix[prefix]))
-
