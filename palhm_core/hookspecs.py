@@ -216,7 +216,8 @@ def palhm_task_finished(task: Task, report: dict[str, Any] | None, dry_run: bool
     :param task: the task.
     :param report: for a backup task, the run report (objects with path, bytes,
         SHA-256, seconds and exit codes; totals; copies rotated away; the
-        PREFIXes of the copies rotation left alone, in ``future-copies``,
+        copies rotation kept with the rules that keep each, in ``kept-by``;
+        the PREFIXes of the copies rotation left alone, in ``future-copies``,
         ``damaged-copies`` and ``foreign-copies``); ``None`` for task types
         that make none.
     :param dry_run: true in ``palhm run --dry-run`` (see :func:`palhm_run_finished`).
