@@ -6,10 +6,12 @@ never changes the run's exit status or holds it past its timeout."""
 from __future__ import annotations
 
 import os
+import signal
 import ssl
+import subprocess
 
 import pytest
-from conftest import backup_task, inline, run_palhm, write_config
+from conftest import PALHM, backup_task, inline, run_palhm, write_config
 from notify_servers import (
     HttpRecorder,
     SmtpRecorder,
@@ -17,6 +19,7 @@ from notify_servers import (
     fake_mua,
     path_with,
     self_signed,
+    wait_for,
 )
 
 HOST = os.uname().nodename
@@ -404,3 +407,75 @@ def test_a_notifier_never_runs_a_shell(tmp_path):
     assert call["argv"][1:3] == ["-s", f"PALHM on {HOST}: task db succeeded"]
     assert call["argv"][3:] == ["-S", "sendwait", "a;touch x", "b$(id)"]
     assert not (tmp_path / "x").exists()
+
+
+def test_a_stopped_run_sends_its_failure_with_the_signal_status(tmp_path, http):
+    stage = inline("sleep", "60")
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [{"type": "webhook", "preset": "healthchecks", "url": http.url + "/s"}],
+            "tasks": [
+                backup_task(
+                    "db", root=str(tmp_path / "root"), objects=[{"path": "x", "pipeline": [stage]}]
+                )
+            ],
+        },
+    )
+    proc = subprocess.Popen(
+        [PALHM, "-f", str(config), "run", "db"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    wait_for(lambda: http.paths() == ["/s/start"], "the start ping", seconds=60)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert http.paths() == ["/s/start", "/s/fail"]
+    body = http.requests[1].body.decode()
+    assert "exit status: 143" in body and "stopped by SIGTERM" in body
+
+
+def test_ntfy_gets_a_titled_urgent_message_on_failure(tmp_path, http):
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [{"type": "webhook", "preset": "ntfy", "url": http.url + "/backups"}],
+            "tasks": [backup(tmp_path, fail=True)],
+        },
+    )
+    assert run_palhm("run", "db", config=config).returncode == 1
+    (request,) = http.requests
+    assert request.path == "/backups"
+    assert request.headers["title"] == f"PALHM on {HOST}: task db FAILED"
+    assert request.headers["priority"] == "high"
+    assert request.body.decode().startswith(f"host:        {HOST}\n")
+
+
+def test_smtp_password_from_a_file(tmp_path):
+    server = SmtpRecorder(auth={"backup": "from-file"}).start()
+    try:
+        secret = tmp_path / "smtp-password"
+        secret.write_text("from-file\n")
+        config = write_config(
+            tmp_path,
+            {
+                "notify": [
+                    {
+                        "type": "mail",
+                        "via": "smtp",
+                        "smtp-host": "127.0.0.1",
+                        "smtp-port": server.port,
+                        "security": "none",
+                        "user": "backup",
+                        "password-file": str(secret),
+                        "to": ["root@example.invalid"],
+                        "on": ["success"],
+                    }
+                ],
+                "tasks": [backup(tmp_path)],
+            },
+        )
+        result = run_palhm("run", "db", config=config)
+        assert result.returncode == 0, result.stderr
+        assert server.logins == ["backup"] and len(server.mails) == 1
+    finally:
+        server.stop()

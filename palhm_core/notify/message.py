@@ -26,10 +26,8 @@ from palhm_core.redact import redact
 OUTCOME_WORDS = {"start": "started", "success": "succeeded", "failure": "FAILED"}
 
 
-def exit_status_of(error: BaseException | None) -> int:
-    """The status ``palhm run`` exits with when a run ends with ``error``."""
-    if error is None:
-        return 0
+def exit_status_of(error: BaseException) -> int:
+    """The status ``palhm run`` exits with when a task ends with ``error``."""
     if isinstance(error, KeyboardInterrupt):
         return 130
     return getattr(error, "exit_status", 1)
@@ -43,11 +41,14 @@ def task_message(
     event: str,
     started: float,
     finished: float | None = None,
-    error: BaseException | None = None,
+    error: str | None = None,
+    exit_status: int = 0,
     reports: list[tuple[str, dict[str, Any]]] = (),
 ) -> Message:
     """The message of ``event`` for a task that started at ``started`` (epoch
-    seconds); ``reports`` are the (task id, report) of the backups it ran."""
+    seconds) and ended at ``finished`` with ``exit_status`` and ``error``
+    (the text PALHM printed, or None); ``reports`` are the (task id, report)
+    of the backups it ran."""
     doc: dict[str, Any] = {
         "host": host,
         "task": task_id,
@@ -56,12 +57,12 @@ def task_message(
         "started": _iso(started),
     }
     if event != "start":
-        error_text = redact(str(error) or type(error).__name__) if error is not None else None
+        error_text = redact(error) if error else None
         doc.update(
             {
                 "finished": _iso(finished),
                 "seconds": round((finished or started) - started, 3),
-                "exit-status": exit_status_of(error),
+                "exit-status": exit_status,
                 "error": error_text.splitlines()[0] if error_text else None,
                 "error-text": error_text,
                 "copies": [_copy(tid, r) for tid, r in reports if r.get("prefix")],
