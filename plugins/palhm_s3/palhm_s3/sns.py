@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from palhm_core.notify import Message, Notifier, NotifyError
+from palhm_core.api import Message, Notifier, NotifyError
 
 #: The longest subject SNS takes.
 SUBJECT_MAX = 100
