@@ -98,11 +98,6 @@ def decide(
     return result
 
 
-def select_for_rotation(copies: list[CopyInfo], **decision) -> list[CopyInfo]:
-    """The copies :func:`decide` deletes, oldest first."""
-    return decide(copies, **decision).deleted
-
-
 def delete(backend: Backend, rotation: Rotation, *, on_delete) -> None:
     """Delete the copies ``rotation`` deletes, in one call of
     :meth:`Backend.delete_copies`; ``on_delete(copy)`` as each one is gone."""

@@ -9,7 +9,7 @@ from palhm_core.backend import CopyInfo
 from palhm_core.config.place import Place
 from palhm_core.config.values import parse_limit
 from palhm_core.errors import ConfigError
-from palhm_core.rotation import select_for_rotation
+from palhm_core.rotation import decide
 
 HERE = Place("palhm.conf", ("tasks", 0, "backend-param", "nb-copy-limit"))
 
@@ -81,7 +81,7 @@ def _copies(*sizes, incomplete=(), foreign=(), damaged=(), future=()):
     ],
 )
 def test_selection(sizes, count, size, keep, doomed):
-    chosen = select_for_rotation(
+    chosen = decide(
         _copies(
             *sizes,
             incomplete=["2025-12-31", "lost+found"],
@@ -93,7 +93,7 @@ def test_selection(sizes, count, size, keep, doomed):
         nb_copy_limit=count,
         root_size_limit=size,
     )
-    assert [c.prefix for c in chosen] == doomed
+    assert [c.prefix for c in chosen.deleted] == doomed
 
 
 def _run(tmp_path, root, **params):
