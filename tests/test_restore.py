@@ -9,6 +9,7 @@ database with ``zstd -d | pg_restore``; a tar of a directory tree.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -244,6 +245,16 @@ def test_plan_shows_how_each_object_is_restored(tmp_path):
     assert f"restore: zstd -dq | tar -C {out} -xpf -" in done.stdout
     assert "check: zstd -dq | tar -tf -" in done.stdout
     assert "restore: none: palhm restore --to DIR writes the file" in done.stdout
+    as_json = run_palhm("plan", "--restore", "--json", "backup", config=cfg)
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["objects"] == [
+        {
+            "path": "files/tree.tar.zst",
+            "restore": f"zstd -dq | tar -C {out} -xpf -",
+            "check": "zstd -dq | tar -tf -",
+        },
+        {"path": "note.txt", "restore": None, "check": None},
+    ]
 
 
 def test_sigterm_ends_the_restore_pipeline_before_its_input_ends(tmp_path):
