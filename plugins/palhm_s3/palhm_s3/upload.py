@@ -1,12 +1,21 @@
-"""Streaming one object into S3 from the sink's ``write()`` calls.
+"""Streaming one object into S3 from the sink's ``splice()`` (or ``write()``)
+calls.
 
 Bytes are gathered in part-sized buffers. A stream that ends within the first
 part is one PUT. Otherwise a multipart upload starts and each full buffer is
 sent as a part by a small thread pool while the next one fills; at most
 ``max_concurrency`` parts are in flight, so memory is ``(max_concurrency + 1)
 × part size`` whatever the object's size, allocated when the multipart upload
-starts. Part sizes follow a :class:`~palhm_s3.schedule.PartSchedule`. Buffers
-are reused, never copied: a part's body is its buffer.
+starts. Part sizes follow a :class:`~palhm_s3.schedule.PartSchedule`. A part's
+body is its buffer itself, never a copy.
+
+The core hands the sink the pipe (:meth:`UploadSink.splice`): the pipe is
+read straight into the part buffer, and the core hashes the bytes by reading
+them back (:meth:`UploadSink.read_back`), on a helper thread once the
+producer is faster than PALHM. So reading the pipe, hashing the object (for
+the manifest) and hashing each part (for its checksum) run on three threads
+instead of one after the other. A buffer is reused only once its part was
+sent and its bytes were read back.
 
 The part threads are PALHM helper threads (daemons, stop signals blocked), and
 every wait for them is polled: a run that is stopping leaves behind a part
@@ -15,11 +24,14 @@ stuck on a server that stopped answering, instead of waiting for it.
 
 from __future__ import annotations
 
+import collections
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from palhm_core import BackendError, Sink
@@ -41,6 +53,22 @@ def part_body(buf: bytearray, length: int) -> bytearray:
     if length < len(buf):
         del buf[length:]
     return buf
+
+
+@dataclass(eq=False)
+class _Part:
+    """A part buffer and what became of its bytes."""
+
+    start: int  # the offset in the object of the buffer's first byte
+    buf: bytearray
+    length: int = 0  # bytes in the buffer
+    queued: bool = False  # full (or the last): handed to the part threads
+    sent: bool = False  # the part threads are done with it
+    read: bool = False  # the core read every byte back (or had no need to)
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
 
 
 class UploadSink(Sink):
@@ -82,13 +110,18 @@ class UploadSink(Sink):
         self.on_done = on_done
         self.upload_id: str | None = None
         self.size = 0
-        self._buf: bytearray | None = None
-        self._fill = 0
+        self._part: _Part | None = None  # the one being filled
         self._number = 0  # parts sent so far
         self._parts: dict[int, dict[str, str]] = {}
+        #: Buffers for the next parts; with those of the parts under way,
+        #: never more than max_concurrency + 1 in all (``_buffers``).
         self._free: list[bytearray] = []
+        self._buffers = 0
+        #: The spliced parts whose bytes the core has not read back yet, in order.
+        self._unread: collections.deque[_Part] = collections.deque()
         self._slots = threading.Semaphore(max_concurrency)
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
         #: Parts for the part threads to send; None ends a thread.
         self._jobs: queue.SimpleQueue | None = None
         self._error: BaseException | None = None
@@ -101,28 +134,77 @@ class UploadSink(Sink):
     def write(self, data: memoryview) -> None:
         self._raise_failure()
         while len(data):
-            if self._buf is None:
-                self._buf = self._take_buffer(self.schedule.size(self._number + 1))
-                self._fill = 0
-            elif self._fill == len(self._buf):
+            part = self._part
+            if part is None:
+                part = self._part = self._new_part(self._number + 1, read=True)
+            elif part.length == len(part.buf):
                 # More bytes after a full part: it cannot be the only one.
-                self._send_part(self._buf, self._fill)
-                self._buf = None
+                self._send_part(part)
+                self._part = None
                 continue
-            n = min(len(data), len(self._buf) - self._fill)
-            self._buf[self._fill : self._fill + n] = data[:n]
-            self._fill += n
+            n = min(len(data), len(part.buf) - part.length)
+            part.buf[part.length : part.length + n] = data[:n]
+            part.length += n
             self.size += n
             data = data[n:]
 
+    def splice(self, fd: int, size: int) -> int:
+        """Read up to ``size`` bytes of the pipe ``fd`` straight into the part
+        buffer; 0 at the end of the pipe's data."""
+        self._raise_failure()
+        part = self._part
+        if part is None:
+            part = self._part = self._new_part(self._number + 1, read=False)
+        elif part.length == len(part.buf):
+            # A full part is sent once more bytes follow: it cannot be the only one.
+            nxt = self._new_part(self._number + 2, read=False)
+            n = self._read_pipe(fd, nxt, size)
+            if not n:
+                self._forget(nxt)
+                return 0
+            self._send_part(part)
+            self._part = nxt
+            return n
+        return self._read_pipe(fd, part, size)
+
+    def read_back(self, offset: int, buf: memoryview) -> int:
+        """Copy spliced bytes from their part buffers. The core reads in
+        order: a part read to its end is left to the part threads, whose
+        buffer is then free once sent."""
+        got = 0
+        with self._lock:
+            for part in self._unread:
+                if got == len(buf):
+                    break
+                at = offset + got
+                if not part.start <= at < part.end:
+                    continue
+                n = min(len(buf) - got, part.end - at)
+                with memoryview(part.buf) as view:
+                    buf[got : got + n] = view[at - part.start : at - part.start + n]
+                got += n
+            while self._unread and self._unread[0].queued and self._unread[0].end <= offset + got:
+                part = self._unread.popleft()
+                part.read = True
+                if part.sent:
+                    self._give_back(part.buf)
+        return got
+
     def close(self) -> None:
         self._raise_failure()
+        with self._lock:  # the core has read back every byte it hashes
+            while self._unread:
+                done = self._unread.popleft()
+                done.read = True
+                if done.sent:
+                    self._give_back(done.buf)
+        part = self._part
         if self.upload_id is None:
-            self._put_whole()
+            self._put_whole(part)
         else:
-            if self._buf is not None and self._fill:
-                self._send_part(self._buf, self._fill)
-            self._buf = None
+            if part is not None and part.length:
+                self._send_part(part)
+            self._part = None
             self._wait_all()
             self._raise_failure()
             parts = [self._parts[n] for n in sorted(self._parts)]
@@ -183,21 +265,60 @@ class UploadSink(Sink):
         if self._error is not None:
             raise self._error
 
-    def _take_buffer(self, size: int) -> bytearray:
+    def _read_pipe(self, fd: int, part: _Part, size: int) -> int:
+        n = min(size, len(part.buf) - part.length)
+        with memoryview(part.buf) as view:
+            try:
+                n = os.readv(fd, [view[part.length : part.length + n]])
+            except OSError as e:
+                raise BackendError(f"{self.where}: cannot read the pipe: {e.strerror}") from None
+        part.length += n
+        self.size += n
+        return n
+
+    def _new_part(self, number: int, *, read: bool) -> _Part:
+        """Part ``number``, starting at ``self.size``; waits while every
+        buffer is under way or not read back yet. ``read``: the core hashed
+        the bytes before storing them (:meth:`write`)."""
+        size = self.schedule.size(number)
         with self._lock:
-            while self._free:
-                buf = self._free.pop()
-                if len(buf) == size:
-                    return buf
-        return bytearray(size)
+            while True:
+                while self._free:
+                    buf = self._free.pop()
+                    if len(buf) == size:
+                        break
+                    self._buffers -= 1  # a size no part has any more
+                else:
+                    if self._buffers > self.max_concurrency:
+                        self._freed.wait(_POLL)
+                        self._raise_failure()
+                        if self._cancelled:
+                            raise BackendError(f"{self.where}: the copy is being rolled back")
+                        continue
+                    self._buffers += 1
+                    buf = bytearray(size)
+                break
+            part = _Part(self.size, buf, read=read)
+            if not read:
+                self._unread.append(part)
+        return part
+
+    def _forget(self, part: _Part) -> None:
+        """An unused part: its buffer is free again."""
+        with self._lock:
+            self._unread.remove(part)
+            self._give_back(part.buf)
 
     def _give_back(self, buf: bytearray) -> None:
-        with self._lock:
-            if not self._finished and len(self._free) < self.max_concurrency + 1:
-                self._free.append(buf)
+        """A buffer is free (the caller holds the lock)."""
+        if not self._finished and len(self._free) <= self.max_concurrency:
+            self._free.append(buf)
+        else:
+            self._buffers -= 1
+        self._freed.notify()
 
-    def _put_whole(self) -> None:
-        body = part_body(self._buf if self._buf is not None else bytearray(), self._fill)
+    def _put_whole(self, part: _Part | None) -> None:
+        body = bytearray() if part is None else part_body(part.buf, part.length)
         kwargs = dict(self.extra)
         if self.checksum:
             kwargs["ChecksumAlgorithm"] = self.checksum
@@ -213,16 +334,19 @@ class UploadSink(Sink):
             reply = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **kwargs)
         self.upload_id = reply["UploadId"]
         self.on_start(self.key, self.upload_id)
-        # The whole working set at once (part 1 is the buffer being sent):
-        # memory then does not depend on how fast the server takes parts, so
-        # it is the same from one run to the next.
+        # The whole working set at once (part 1's buffer is the one being
+        # sent, and a spliced part 2 may hold one already): memory then does
+        # not depend on how fast the server takes parts, so it is the same
+        # from one run to the next.
         with self._lock:
-            self._free = [bytearray(self.schedule.size(2)) for _ in range(self.max_concurrency)]
+            more = self.max_concurrency + 1 - self._buffers
+            self._free += [bytearray(self.schedule.size(2)) for _ in range(more)]
+            self._buffers += more
         self._jobs = queue.SimpleQueue()
         for n in range(self.max_concurrency):
             start_helper_thread(self._part_thread, f"palhm-s3-part-{n}")
 
-    def _send_part(self, buf: bytearray, length: int) -> None:
+    def _send_part(self, part: _Part) -> None:
         if self._number >= MAX_PARTS:
             raise BackendError(
                 f"{self.where}: more than {self.schedule.capacity()} bytes, the most "
@@ -236,9 +360,11 @@ class UploadSink(Sink):
         self._raise_failure_releasing()
         self._number += 1
         number = self._number
-        log.debug("%s: part %d, %d bytes", self.where, number, length)
+        log.debug("%s: part %d, %d bytes", self.where, number, part.length)
+        with self._lock:
+            part.queued = True
         assert self._jobs is not None
-        self._jobs.put((number, buf, length))
+        self._jobs.put((number, part))
 
     def _raise_failure_releasing(self) -> None:
         if self._error is not None:
@@ -251,12 +377,13 @@ class UploadSink(Sink):
         while (job := jobs.get()) is not None:  # idle until the next part or the end
             self._upload_part(*job)
 
-    def _upload_part(self, number: int, buf: bytearray, length: int) -> None:
+    def _upload_part(self, number: int, part: _Part) -> None:
         """Send one part; a failure is kept as the sink's error."""
-        body = part_body(buf, length)
         try:
             if self._error is not None:
                 return
+            # Only the last part is shorter, sent once the core read every byte.
+            body = part_body(part.buf, part.length)
             kwargs = {"ChecksumAlgorithm": self.checksum} if self.checksum else {}
             with self._request(f"cannot upload part {number} of {self.where}"):
                 reply = self.client.upload_part(
@@ -267,22 +394,25 @@ class UploadSink(Sink):
                     Body=body,
                     **kwargs,
                 )
-            part = {"ETag": reply["ETag"], "PartNumber": number}
+            entry = {"ETag": reply["ETag"], "PartNumber": number}
             if self.checksum:
                 # Servers that do not keep checksums do not echo them: then
                 # the completion must not name them either.
                 value = reply.get(f"Checksum{self.checksum}")
                 if value:
-                    part[f"Checksum{self.checksum}"] = value
+                    entry[f"Checksum{self.checksum}"] = value
             with self._lock:
-                self._parts[number] = part
+                self._parts[number] = entry
         except BaseException as e:  # noqa: BLE001 - raised by the writing thread
             if not isinstance(e, BackendError):  # an answer botocore did not check
                 e = BackendError(f"cannot upload part {number} of {self.where}: {e!r}")
             if self._error is None:
                 self._error = e
         finally:
-            self._give_back(buf)
+            with self._lock:
+                part.sent = True
+                if part.read:
+                    self._give_back(part.buf)
             self._slots.release()
 
     def _wait_all(self) -> None:
@@ -301,4 +431,5 @@ class UploadSink(Sink):
             self._jobs = None
         with self._lock:
             self._free.clear()
-        self._buf = None
+            self._unread.clear()
+        self._part = None
