@@ -184,3 +184,21 @@ def test_the_boot_report_unit_verifies(tmp_path):
     )
     ours = [line for line in (result.stdout + result.stderr).splitlines() if "palhm" in line]
     assert result.returncode == 0 and ours == [], result.stdout + result.stderr
+
+
+def test_recipients_of_included_files_join_as_in_the_original(tmp_path):
+    write_config(tmp_path, {"boot-report": {"mail-to": ["ops@example.invalid"]}}, "more.jsonc")
+    config = write_config(
+        tmp_path,
+        {"include": ["more.jsonc"], "boot-report": {"mua": "stdout", "mail-to": ["root"]}},
+    )
+    result = run_palhm("boot-report", config=config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == "root ops@example.invalid"
+    write_config(tmp_path, {"boot-report": {"mua": "mailx", "mail-to": ["x"]}}, "more.jsonc")
+    result = run_palhm("config", "check", config=config)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"palhm: {tmp_path / 'more.jsonc'}: boot-report.mua: the mua is already chosen by an "
+        "earlier file\n"
+    )

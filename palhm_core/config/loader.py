@@ -330,11 +330,23 @@ def _merge(files: list[ConfigFile], errors: list[str], refused: set[tuple[str, t
                 for i, name in enumerate(value):
                     merged["modules"].append(name)
                     origins["modules"].append((name, root / key / i))
+            elif key == "boot-report" and "boot-report" in origins:
+                merged[key] = _merge_boot_reports(merged[key], value, root / key, errors)
+                origins[key] = (merged[key], root / key)
             elif key != "include":
                 merged[key] = value
                 if key == "boot-report":
                     origins[key] = (value, root / key)
     return merged, origins
+
+
+def _merge_boot_reports(earlier: dict, later: dict, place: Place, errors: list[str]) -> dict:
+    """Two files' ``boot-report``, as the original PALHM merged them: the
+    recipients join, the later file's other keys win, and only one of them
+    may choose the ``mua``."""
+    if "mua" in earlier and "mua" in later:
+        errors.append(str((place / "mua").error("the mua is already chosen by an earlier file")))
+    return {**earlier, **later, "mail-to": [*earlier["mail-to"], *later["mail-to"]]}
 
 
 def _link(tasks: dict[str, Task], broken: set[str]) -> list[str]:

@@ -40,13 +40,14 @@ MUAS = ("mailx", "sendmail", "aws-sns", "stdout")
 SCHEMA = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["mua", "mail-to"],
+    "required": ["mail-to"],
     "description": "The boot report `palhm boot-report` sends (as the original PALHM).",
     "properties": {
         "mua": {
             "enum": list(MUAS),
             "description": "How it is sent: mailx (mailx -s), sendmail (sendmail -t), aws-sns "
-            "(palhm-s3: an SNS message) or stdout (printed).",
+            "(palhm-s3: an SNS message) or stdout (printed). Required in one file of an "
+            "include tree (the others' mail-to join its).",
         },
         "mua-param": {
             "type": "object",
@@ -190,6 +191,8 @@ class BootReport:
 
 def _notifier(conf: dict[str, Any], place: Place, plugins):
     """The notifier ``mua`` names, built from ``mua-param`` and ``mail-to``."""
+    if "mua" not in conf:
+        raise (place / "mua").error("required (in one file of the include tree)")
     mua = conf["mua"]
     param = conf.get("mua-param", {})
     timeout = conf.get("timeout", DEFAULT_TIMEOUT)
