@@ -83,3 +83,18 @@ def test_a_missing_file_after_the_command_is_one_line(tmp_path):
         result.stderr
         == f"palhm: {tmp_path / 'none.conf'}: cannot read config file: No such file or directory\n"
     )
+
+
+def test_run_help_says_what_a_dry_run_of_a_routine_does(tmp_path):
+    help_text = " ".join(run_palhm("run", "--help").stdout.split())
+    assert "routine tasks run no command and call no builtin" in help_text
+    assert "still run" not in help_text
+    marker = tmp_path / "ran"
+    config = write_config(
+        tmp_path,
+        {"tasks": [{"id": "r", "type": "routine", "routine": [inline("touch", str(marker))]}]},
+    )
+    result = run_palhm("run", "--dry-run", "r", config=config)
+    assert result.returncode == 0, result.stderr
+    assert "dry run, not running: touch" in result.stderr
+    assert not marker.exists()
