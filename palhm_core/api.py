@@ -6,6 +6,9 @@ else of ``palhm_core``; everything else may change in any release.
 - backends: :class:`Backend`, :class:`CopyWriter`, :class:`Sink`,
   :class:`CopyInfo`, and the errors :class:`BackendError`,
   :class:`PrefixExists`, :class:`StorageFull`;
+- key-value stores: :class:`ObjectStoreBackend` (a whole backend over four
+  primitives, see :mod:`palhm_core.objectstore`), :class:`StoredKey`, and
+  the names it keeps in a store, ``MARKER_NAME`` and ``JOURNAL_NAME``;
 - task types: :class:`Task`, :class:`PlanStep`, :class:`RunContext`,
   :class:`FailedWithReport`;
 - notifiers: :class:`Notifier`, :class:`Message`, :class:`NotifyError`;
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
     from palhm_core.hookspecs import hookimpl
     from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME
     from palhm_core.notify import Message, Notifier, NotifyError
+    from palhm_core.objectstore import JOURNAL_NAME, MARKER_NAME, ObjectStoreBackend, StoredKey
     from palhm_core.pipeline import Progress
     from palhm_core.retention import Dated, RetentionPolicy
     from palhm_core.task import FailedWithReport, PlanStep, RunContext, Task
@@ -62,6 +66,10 @@ _EXPORTS = {
     "Message": "palhm_core.notify",
     "Notifier": "palhm_core.notify",
     "NotifyError": "palhm_core.notify",
+    "JOURNAL_NAME": "palhm_core.objectstore",
+    "MARKER_NAME": "palhm_core.objectstore",
+    "ObjectStoreBackend": "palhm_core.objectstore",
+    "StoredKey": "palhm_core.objectstore",
     "Progress": "palhm_core.pipeline",
     "Dated": "palhm_core.retention",
     "RetentionPolicy": "palhm_core.retention",
@@ -79,10 +87,13 @@ __all__ = [
     "CopyWriter",
     "FailedWithReport",
     "Dated",
+    "JOURNAL_NAME",
     "MANIFEST_NAME",
+    "MARKER_NAME",
     "Message",
     "Notifier",
     "NotifyError",
+    "ObjectStoreBackend",
     "PalhmError",
     "Place",
     "PlanStep",
@@ -93,6 +104,7 @@ __all__ = [
     "SUMS_NAME",
     "Sink",
     "StorageFull",
+    "StoredKey",
     "Task",
     "TaskError",
     "hookimpl",
