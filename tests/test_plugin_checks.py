@@ -206,6 +206,33 @@ def events(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
+def test_a_copy_writer_left_abstract_fails_its_run_in_one_line(broken_site, tmp_path):
+    """The writer is made only when a copy begins, so loading cannot see it:
+    the run names the plugin and the missing method, without a traceback,
+    and the other task of the config still makes its copy."""
+    broken = backup_task(
+        "t", backend="broken-writer", objects=[{"path": "a", "pipeline": [inline("echo", "a")]}]
+    )
+    broken["backend-param"] = {}
+    config = write_config(
+        tmp_path, {"tasks": [broken, backup_task("good", root=str(tmp_path / "root"))]}
+    )
+    (tmp_path / "root").mkdir()
+    env = alone(broken_site, "broken-writer", PALHM_LOCK_DIR=str(tmp_path))
+    assert run_palhm("config", "check", config=config, env=env).returncode == 0
+    result = run_palhm("run", "t", config=config, env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        "palhm: t: backend 'broken-writer' failed (a bug in its plugin, module "
+        "palhm_broken_writer): TypeError: "
+    )
+    assert "commit" in line  # the method left abstract
+    assert run_palhm("run", "good", config=config, env=env).returncode == 0
+    assert len(copies(tmp_path / "root")) == 1
+
+
 def test_a_plugin_gets_its_settings_and_hears_the_run_end_once(broken_site, tmp_path):
     log = tmp_path / "events.jsonl"
     settings = {"observer": {"log": str(log), "api-token": "tok-3141592"}}

@@ -15,10 +15,11 @@ from functools import partial
 from palhm_core.backend import Backend, CopyInfo, CopyWriter, PrefixExists, StorageFull
 from palhm_core.config.values import parse_limit
 from palhm_core.copies import judge_copies, warnings
-from palhm_core.errors import BackendError, TaskError
+from palhm_core.errors import BackendError, PalhmError, TaskError
 from palhm_core.hookspecs import hookimpl
 from palhm_core.manifest import MANIFEST_NAME, SUMS_NAME, make_manifest, manifest_bytes, sums_bytes
 from palhm_core.pipeline import Progress, run_pipeline
+from palhm_core.plugin_bugs import raised_in
 from palhm_core.prefix import check_order
 from palhm_core.retention import load_policy
 from palhm_core.rotation import Rotation, decide
@@ -190,6 +191,17 @@ class BackupTask(Task):
 
     def run(self, ctx: RunContext):
         backend = self._dry_run_backend(ctx) if ctx.dry_run else self.backend
+        try:
+            return self._run(backend, ctx)
+        except Exception as e:
+            if isinstance(e, PalhmError) or not raised_in(e, type(backend)):
+                raise
+            raise BackendError(
+                f"{self.id}: backend {backend.name!r} failed (a bug in its plugin, module "
+                f"{type(backend).__module__}): {type(e).__name__}: {e}"
+            ) from e
+
+    def _run(self, backend: Backend, ctx: RunContext):
         ctx.signals.check()
         # Every call that may wait on the storage goes through signals.call,
         # so that a stop is not held up by a server that stopped answering.
