@@ -211,7 +211,10 @@ def palhm_task_started(task: Task, dry_run: bool) -> None:
 
 @hookspec
 def palhm_task_finished(task: Task, report: dict[str, Any] | None, dry_run: bool) -> None:
-    """A task ended successfully.
+    """A task ended and kept what it made: it succeeded, or it failed only
+    after (a backup whose copy was committed but whose rotation failed: then
+    ``report`` holds ``rotation-error``, :func:`palhm_rotation_failed` came
+    first and the run still fails).
 
     :param task: the task.
     :param report: for a backup task, the run report (objects with path, bytes,
