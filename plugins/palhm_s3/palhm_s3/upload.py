@@ -14,8 +14,10 @@ read straight into the part buffer, and the core hashes the bytes by reading
 them back (:meth:`UploadSink.read_back`), on a helper thread once the
 producer is faster than PALHM. So reading the pipe, hashing the object (for
 the manifest) and hashing each part (for its checksum) run on three threads
-instead of one after the other. A buffer is reused only once its part was
-sent and its bytes were read back.
+instead of the first two one after the other. A buffer is reused only once
+its part was sent and its bytes were read back. Parts smaller than 8 MiB
+(``part-size`` 5-7 MiB) take the bytes through :meth:`UploadSink.write`
+instead, hashed by the core before they are copied in.
 
 The part threads are PALHM helper threads (daemons, stop signals blocked), and
 every wait for them is polled: a run that is stopping leaves behind a part
@@ -29,12 +31,14 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from palhm_core import BackendError, Sink
+from palhm_core.readback import STEP as READ_BACK_STEP
 from palhm_core.signals import start_helper_thread
 from palhm_s3.errors import S3Errors
 from palhm_s3.schedule import MAX_PARTS, PartSchedule
@@ -43,6 +47,9 @@ log = logging.getLogger("palhm")
 
 #: How long a wait for a part thread lasts before looking for errors.
 _POLL = 0.5
+#: A splice that waits this many seconds for the core to read back a part
+#: already sent (the core's hashing stopped) fails the object.
+READ_STALL = 60.0
 
 
 def part_body(buf: bytearray, length: int) -> bytearray:
@@ -119,6 +126,8 @@ class UploadSink(Sink):
         self._buffers = 0
         #: The spliced parts whose bytes the core has not read back yet, in order.
         self._unread: collections.deque[_Part] = collections.deque()
+        self._read_to = 0  # the core read back every byte before this offset
+        self._read_at = time.monotonic()  # when the core last read bytes back
         self._slots = threading.Semaphore(max_concurrency)
         self._lock = threading.Lock()
         self._freed = threading.Condition(self._lock)
@@ -148,9 +157,14 @@ class UploadSink(Sink):
             self.size += n
             data = data[n:]
 
-    def splice(self, fd: int, size: int) -> int:
+    def splice(self, fd: int, size: int) -> int | None:
         """Read up to ``size`` bytes of the pipe ``fd`` straight into the part
-        buffer; 0 at the end of the pipe's data."""
+        buffer; 0 at the end of the pipe's data. None (the core then calls
+        :meth:`write`) for parts smaller than the steps in which the core's
+        hashing thread reads back (8 MiB): a splice waiting for a buffer
+        until the core reads it back could then wait for good."""
+        if self.schedule.first < READ_BACK_STEP:
+            return None
         self._raise_failure()
         part = self._part
         if part is None:
@@ -173,6 +187,7 @@ class UploadSink(Sink):
         buffer is then free once sent."""
         got = 0
         with self._lock:
+            self._read_at = time.monotonic()
             for part in self._unread:
                 if got == len(buf):
                     break
@@ -183,11 +198,8 @@ class UploadSink(Sink):
                 with memoryview(part.buf) as view:
                     buf[got : got + n] = view[at - part.start : at - part.start + n]
                 got += n
-            while self._unread and self._unread[0].queued and self._unread[0].end <= offset + got:
-                part = self._unread.popleft()
-                part.read = True
-                if part.sent:
-                    self._give_back(part.buf)
+            self._read_to = max(self._read_to, offset + got)
+            self._drop_read()
         return got
 
     def close(self) -> None:
@@ -291,9 +303,7 @@ class UploadSink(Sink):
                 else:
                     if self._buffers > self.max_concurrency:
                         self._freed.wait(_POLL)
-                        self._raise_failure()
-                        if self._cancelled:
-                            raise BackendError(f"{self.where}: the copy is being rolled back")
+                        self._check_waiting()
                         continue
                     self._buffers += 1
                     buf = bytearray(size)
@@ -302,6 +312,28 @@ class UploadSink(Sink):
             if not read:
                 self._unread.append(part)
         return part
+
+    def _check_waiting(self) -> None:
+        """Raise if a wait for a buffer must end: the sink failed or is
+        cancelled, or a sent part is not read back for :data:`READ_STALL`
+        seconds (the caller holds the lock)."""
+        self._raise_failure()
+        if self._cancelled:
+            raise BackendError(f"{self.where}: the copy is being rolled back")
+        unread_sent = any(p.sent for p in self._unread)
+        if unread_sent and time.monotonic() - self._read_at > READ_STALL:
+            raise BackendError(
+                f"{self.where}: the bytes stored were not read back for {READ_STALL:g} s"
+            )
+
+    def _drop_read(self) -> None:
+        """Parts handed to the part threads and read back to their end are
+        read: their buffers are free once sent (the caller holds the lock)."""
+        while self._unread and self._unread[0].queued and self._unread[0].end <= self._read_to:
+            part = self._unread.popleft()
+            part.read = True
+            if part.sent:
+                self._give_back(part.buf)
 
     def _forget(self, part: _Part) -> None:
         """An unused part: its buffer is free again."""
@@ -363,6 +395,7 @@ class UploadSink(Sink):
         log.debug("%s: part %d, %d bytes", self.where, number, part.length)
         with self._lock:
             part.queued = True
+            self._drop_read()  # read back before it was full
         assert self._jobs is not None
         self._jobs.put((number, part))
 
