@@ -163,6 +163,15 @@ def bounded(fn, seconds: float, what: str) -> None:
         raise failure[0]
 
 
+def send_bounded(notifier: Notifier, message: Message) -> None:
+    """``notifier.send(message)``, ended within its timeout (and
+    :data:`GRACE`): in a helper thread, unless it bounds itself."""
+    if notifier.bounds_itself:
+        notifier.send(message)
+    else:
+        bounded(lambda: notifier.send(message), notifier.timeout + GRACE, notifier.describe())
+
+
 def deliver(subs: list[Subscription], message: Message, log) -> None:
     """Send ``message`` through every subscription that wants its event; a
     failure is one warning line and the others are still tried. Each
@@ -170,18 +179,10 @@ def deliver(subs: list[Subscription], message: Message, log) -> None:
     from palhm_core.redact import redact
 
     for sub in subs:
-        if message.event not in sub.on and message.event != "boot":
+        if message.event not in sub.on:
             continue
-        notifier = sub.notifier
         try:
-            if notifier.bounds_itself:
-                notifier.send(message)
-            else:
-                bounded(
-                    lambda n=notifier: n.send(message),
-                    notifier.timeout + GRACE,
-                    notifier.describe(),
-                )
+            send_bounded(sub.notifier, message)
         except Exception as e:
             text = " ".join(str(e).split()) or type(e).__name__
             log.warning(

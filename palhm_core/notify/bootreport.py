@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from palhm_core.config.place import Place
-from palhm_core.notify import Message, NotifyError, bounded
+from palhm_core.notify import Message, NotifyError, send_bounded
 
 DEFAULT_SUBJECT = "Boot Report from {hostname}"
 DEFAULT_HEADER = "This host has booted; what follows is what PALHM knows of it.\nHost: {hostname}"
@@ -181,12 +181,7 @@ class BootReport:
         """Wait as configured and send the report; :class:`NotifyError` when
         it cannot be sent."""
         self.wait_for_boot()
-        message = self.message()
-        n = self.notifier
-        if n.bounds_itself:
-            n.send(message)
-        else:
-            bounded(lambda: n.send(message), n.timeout + 2, n.describe())
+        send_bounded(self.notifier, self.message())
 
 
 def _notifier(conf: dict[str, Any], place: Place, plugins):
