@@ -42,20 +42,12 @@ def change_storage_class(
     """Copy ``key`` (``size`` bytes) onto itself in ``storage_class``,
     keeping its metadata; ``extra`` are the encryption arguments."""
     where = f"s3://{bucket}/{key}"
-    source = {"Bucket": bucket, "Key": key}
-    if size <= threshold:
-        with errors(f"cannot move {where} to storage class {storage_class}"):
-            client.copy_object(
-                Bucket=bucket,
-                Key=key,
-                CopySource=source,
-                StorageClass=storage_class,
-                MetadataDirective="COPY",
-                **extra,
-            )
+    what = f"cannot move {where} to storage class {storage_class}"
+    if size <= threshold:  # one request
+        with errors(what):
+            client.copy_object(**_whole_copy(bucket, key, storage_class), **extra)
         return
-    step = copy_part_size(size, part_size)
-    with errors(f"cannot move {where} to storage class {storage_class}"):
+    with errors(what):
         head = client.head_object(Bucket=bucket, Key=key)
         upload_id = client.create_multipart_upload(
             Bucket=bucket,
@@ -67,26 +59,9 @@ def change_storage_class(
         )["UploadId"]
     on_start(key, upload_id)
     try:
-        parts = []
-        with errors(f"cannot move {where} to storage class {storage_class}"):
-            for number, start in enumerate(range(0, size, step), 1):
-                end = min(size, start + step) - 1
-                reply = client.upload_part_copy(
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource=source,
-                    CopySourceRange=f"bytes={start}-{end}",
-                    CopySourceIfMatch=head["ETag"],
-                )
-                etag = reply.get("CopyPartResult", {}).get("ETag")
-                if not etag:
-                    raise BackendError(
-                        f"cannot move {where} to storage class {storage_class}: the server "
-                        "does not support UploadPartCopy, needed for objects above 5 GiB"
-                    )
-                parts.append({"ETag": etag, "PartNumber": number})
+        with errors(what):
+            step = copy_part_size(size, part_size)
+            parts = _copy_parts(client, bucket, key, upload_id, head["ETag"], size, step, what)
             client.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
@@ -97,3 +72,39 @@ def change_storage_class(
         except Exception as e:  # rollback aborts it again
             log.debug("%s: cannot abort the copy: %s", where, e)
         raise
+
+
+def _whole_copy(bucket: str, key: str, storage_class: str) -> dict[str, Any]:
+    """The arguments of the CopyObject that moves ``key`` onto itself."""
+    return {
+        "Bucket": bucket,
+        "Key": key,
+        "CopySource": {"Bucket": bucket, "Key": key},
+        "StorageClass": storage_class,
+        "MetadataDirective": "COPY",
+    }
+
+
+def _copy_parts(client, bucket, key, upload_id, etag, size, step, what) -> list[dict[str, Any]]:
+    """Copy ``key`` onto the multipart upload ``upload_id`` in parts of
+    ``step`` bytes, each only while the object still has ``etag``."""
+    parts = []
+    for number, start in enumerate(range(0, size, step), 1):
+        end = min(size, start + step) - 1
+        reply = client.upload_part_copy(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            CopySource={"Bucket": bucket, "Key": key},
+            CopySourceRange=f"bytes={start}-{end}",
+            CopySourceIfMatch=etag,
+        )
+        part_etag = reply.get("CopyPartResult", {}).get("ETag")
+        if not part_etag:
+            raise BackendError(
+                f"{what}: the server does not support UploadPartCopy, needed for objects "
+                "above 5 GiB"
+            )
+        parts.append({"ETag": part_etag, "PartNumber": number})
+    return parts
