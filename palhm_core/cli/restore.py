@@ -56,9 +56,8 @@ def _selected(entries: list[dict], paths: list[str], prefix: str) -> list[dict]:
 def cmd_restore(args) -> int:
     from palhm_core.cli import effective_vl, load_config
     from palhm_core.copies import judge_copies
-    from palhm_core.errors import PalhmError, TaskError, UsageError
+    from palhm_core.errors import PalhmError, UsageError
     from palhm_core.process import Children
-    from palhm_core.restore import Mismatch, feed_object, pipeline_text, write_object
     from palhm_core.verify import pick_copies
 
     _, conf, vl = load_config(args)
@@ -68,7 +67,6 @@ def cmd_restore(args) -> int:
         raise UsageError(f"task {task.id!r} keeps no copies: nothing to restore")
     if args.force and not args.to:
         raise UsageError("--force replaces files under --to DIR: give --to")
-    objects = {o.path: o for o in task.objects}
     _stop_on_signals()
     backend.open()
     children = Children()
@@ -78,33 +76,50 @@ def cmd_restore(args) -> int:
             raise PalhmError(f"copy {copy.prefix!r} is damaged: {copy.why}")
         entries = _selected(copy.manifest["objects"], args.paths, copy.prefix)
         if args.to:
-            os.makedirs(args.to, mode=0o700, exist_ok=True)
-            for entry in entries:
-                where = write_object(backend, copy.prefix, entry, args.to, force=args.force)
-                log.info("restored %s/%s to %s", copy.prefix, entry["path"], where)
-            return 0
-        missing = [e["path"] for e in entries if not getattr(objects.get(e["path"]), "restore", 0)]
-        if missing:
-            raise UsageError(
-                f"task {task.id!r}: no restore pipeline for {', '.join(map(repr, missing))} "
-                '(declare "restore" for the object, or give --to DIR)'
+            _into_dir(backend, copy.prefix, entries, args.to, args.force)
+        else:
+            _through_pipelines(
+                task, backend, copy.prefix, entries, children, effective_vl(args, vl)
             )
-        for entry in entries:
-            execs = objects[entry["path"]].restore
-            log.info("restoring %s/%s: %s", copy.prefix, entry["path"], pipeline_text(execs))
-            try:
-                feed_object(backend, copy.prefix, entry, execs, children, vl=effective_vl(args, vl))
-            except Mismatch:
-                raise
-            except TaskError as e:
-                raise TaskError(
-                    f"{copy.prefix}/{entry['path']}: restore `{pipeline_text(execs)}` failed: {e}"
-                ) from None
-            log.info("restored %s/%s", copy.prefix, entry["path"])
     finally:
         children.stop(grace=2.0)
         backend.close()
     return 0
+
+
+def _into_dir(backend, prefix: str, entries: list[dict], to: str, force: bool) -> None:
+    from palhm_core.restore import write_object
+
+    os.makedirs(to, mode=0o700, exist_ok=True)
+    for entry in entries:
+        where = write_object(backend, prefix, entry, to, force=force)
+        log.info("restored %s/%s to %s", prefix, entry["path"], where)
+
+
+def _through_pipelines(task, backend, prefix: str, entries: list[dict], children, vl) -> None:
+    """Each object into the restore pipeline its task declares for it."""
+    from palhm_core.errors import TaskError, UsageError
+    from palhm_core.restore import Mismatch, feed_object, pipeline_text
+
+    restores = {o.path: o.restore for o in task.objects if o.restore}
+    missing = [e["path"] for e in entries if e["path"] not in restores]
+    if missing:
+        raise UsageError(
+            f"task {task.id!r}: no restore pipeline for {', '.join(map(repr, missing))} "
+            '(declare "restore" for the object, or give --to DIR)'
+        )
+    for entry in entries:
+        execs = restores[entry["path"]]
+        log.info("restoring %s/%s: %s", prefix, entry["path"], pipeline_text(execs))
+        try:
+            feed_object(backend, prefix, entry, execs, children, vl=vl)
+        except Mismatch:
+            raise
+        except TaskError as e:
+            raise TaskError(
+                f"{prefix}/{entry['path']}: restore `{pipeline_text(execs)}` failed: {e}"
+            ) from None
+        log.info("restored %s/%s", prefix, entry["path"])
 
 
 def _stop_on_signals() -> None:
