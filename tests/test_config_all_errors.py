@@ -76,7 +76,8 @@ def test_every_mistake_in_one_run(tmp_path):
         # a routine: its builtin and its exec step
         f"{config}: tasks[1].routine[2].param[0].action: ",
         f"{config}: tasks[1].routine[3].exec-id: unknown exec 'missing'",
-        # task pointers
+        # task pointers, also of a task the schema refused
+        f"{config}: tasks[1].routine[0].task-id: unknown task 'ghost'; tasks: s, b, r",
         f"{config}: tasks[2].routine[0].task-id: task pointer cycle: s -> s",
     ]
     for want in expected:

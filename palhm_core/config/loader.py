@@ -124,9 +124,9 @@ def load(path: str, plugins: Plugins) -> Config:
     ctx = LoadContext(plugins, conf.execs, errors)
     _build_execs(conf, origins["execs"], ctx)
     _build_notify(conf, origins, plugins, errors)
-    broken_tasks = _build_tasks(conf, origins["tasks"], ctx, refused)
+    broken_tasks, partial = _build_tasks(conf, origins["tasks"], ctx, refused)
     errors.extend(_shared_roots(conf.tasks))
-    errors.extend(_link(conf.tasks, broken_tasks))
+    errors.extend(_link(conf.tasks, broken_tasks, partial))
     _raise_if(errors)
     for task in conf.tasks.values():
         task.link(conf.tasks)
@@ -158,14 +158,16 @@ def _build_notify(conf: Config, origins: dict, plugins: Plugins, errors: list[st
         conf.boot_report = _collect(errors, BootReport, report, place, plugins)
 
 
-def _build_tasks(conf: Config, origins: list, ctx: LoadContext, refused) -> set[str]:
+def _build_tasks(conf: Config, origins: list, ctx: LoadContext, refused):
     """Every task the schema accepted, and its own ``notify`` list; returns
-    the ids of the tasks that could not be built. Those the schema refused
-    are built only for the mistakes it did not name."""
+    the ids of the tasks that could not be built, and the tasks the schema
+    refused that could be built anyway (only for the mistakes it did not
+    name: their pointers are checked, they never run)."""
     from palhm_core.notify import subscribe
 
     errors = ctx.errors
     broken: set[str] = set()
+    partial: list[Task] = []
     for task_conf, place in origins:
         task = None
         if place.ok:
@@ -177,7 +179,10 @@ def _build_tasks(conf: Config, origins: list, ctx: LoadContext, refused) -> set[
             if len(errors) > before:  # the task reported mistakes and went on
                 task = None
         else:
-            errors.extend(_refused_task_errors(task_conf, place, ctx, refused))
+            lines, built = _refused_task_errors(task_conf, place, ctx, refused)
+            errors.extend(lines)
+            if built is not None:
+                partial.append(built)
         if task is None:
             if isinstance(task_conf, dict) and isinstance(task_conf.get("id"), str):
                 broken.add(task_conf["id"])
@@ -189,28 +194,30 @@ def _build_tasks(conf: Config, origins: list, ctx: LoadContext, refused) -> set[
         ]
         if subs:
             conf.task_notify[task.id] = [sub for sub in subs if sub is not None]
-    return broken
+    return broken, partial
 
 
-def _refused_task_errors(task_conf, place: Place, ctx: LoadContext, refused) -> list[str]:
+def _refused_task_errors(task_conf, place: Place, ctx: LoadContext, refused):
     """The mistakes of a task the schema refused that the schema did not
-    report: the task is built as far as it goes, and what it says about the
+    report, and the task if it could be built for its pointers to be
+    checked: the task is built as far as it goes, and what it says about the
     places the schema already named (or anything under them) is left out."""
     if not isinstance(task_conf, dict) or not isinstance(task_conf.get("type"), str):
-        return []
+        return [], None
     named = [f"{file}: {format_path(parts)}" for file, parts in refused if parts]
     found: list[str] = []
     quiet = replace(ctx, errors=found)
+    task = None
     try:
         cls = ctx.plugins.lookup("task type", task_conf["type"], place / "type")
-        cls(task_conf, place, quiet)
+        task = cls(task_conf, place, quiet)
     except ConfigErrors as e:
         found.extend(e.lines)
     except ConfigError as e:
         found.append(str(e))
     except Exception:  # a value the schema refused, where the task expected another
         pass
-    return [
+    lines = [
         line
         for line in found
         if line
@@ -218,6 +225,7 @@ def _refused_task_errors(task_conf, place: Place, ctx: LoadContext, refused) -> 
             line.startswith(p) and line[len(p) : len(p) + 1] in (":", ".", "[") for p in named
         )
     ]
+    return lines, task
 
 
 def _configure_plugins(plugins, settings: dict, places: dict, files, errors: list[str]) -> None:
@@ -349,15 +357,16 @@ def _merge_boot_reports(earlier: dict, later: dict, place: Place, errors: list[s
     return {**earlier, **later, "mail-to": [*earlier["mail-to"], *later["mail-to"]]}
 
 
-def _link(tasks: dict[str, Task], broken: set[str]) -> list[str]:
+def _link(tasks: dict[str, Task], broken: set[str], partial: list[Task]) -> list[str]:
     """The mistakes of task pointers: unknown ids and cycles (pointers to
-    tasks already reported as wrong are left alone)."""
+    tasks already reported as wrong are left alone); ``partial`` are tasks
+    the schema refused, whose pointers are checked for unknown ids too."""
     known = ", ".join([*tasks, *sorted(broken)]) or "none"
     errors = [
         str(place.error(f"unknown task {target!r}; tasks: {known}"))
-        for task in tasks.values()
+        for task in [*tasks.values(), *partial]
         for target, place in task.pointers()
-        if target not in tasks and target not in broken
+        if isinstance(target, str) and target not in tasks and target not in broken
     ]
     state: dict[str, int] = {}  # 1 visiting, 2 done
 
