@@ -161,6 +161,14 @@ class _Counted(Sink):
         self.sink.write(data)
         self.size += len(data)
 
+    def splice(self, fd: int, size: int) -> int | None:
+        n = self.sink.splice(fd, size)
+        self.size += n or 0
+        return n
+
+    def read_back(self, offset: int, buf: memoryview) -> int:
+        return self.sink.read_back(offset, buf)
+
     def close(self) -> None:
         self.sink.close()
         self._closed(self.size)
