@@ -25,6 +25,7 @@ BENCHES = {
     "scheduler": "bench_scheduler.py",
     "startup": "bench_startup.py",
     "rotation": "bench_rotation.py",
+    "rclone": "bench_rclone.py",
 }
 
 
