@@ -57,7 +57,8 @@ def install_palhm(session: nox.Session, *extra: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite, against installed distributions, in parallel, with
-    the short version of the fault suite. ``CI`` set: Hypothesis derandomized
+    the short version of the fault suite and without the slow tests (see
+    the slow and faults sessions). ``CI`` set: Hypothesis derandomized
     (and .ci/run sets PALHM_FAULTS_SEED); else random, the seed printed."""
     install_palhm(session, *TEST_PLUGINS, *TEST_DEPS)
     session.run(*PYTEST, *session.posargs, env=PYTEST_ENV)
@@ -193,6 +194,15 @@ def faults(session: nox.Session) -> None:
     session.run(
         *PYTEST, "--durations=10", "tests/faults", *session.posargs, env={**PYTEST_ENV, **long}
     )
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """The tests marked slow (benchmark-sized transfers, such as the S3
+    uploads of hundreds of MiB and their peak memory), which the tests
+    session leaves out (not part of a bare ``nox``)."""
+    install_palhm(session, *TEST_PLUGINS, *TEST_DEPS)
+    session.run(*PYTEST, "-m", "slow", *session.posargs, env=PYTEST_ENV)
 
 
 @nox.session

@@ -7,6 +7,8 @@ import hashlib
 import os
 import re
 
+import pytest
+
 from .conftest import REPORT
 from .util import config, copies, manifest, obj, run_measured, run_palhm, s3_task
 
@@ -33,6 +35,7 @@ def server_part_sizes(bucket, key: str) -> list[int] | None:
     return [bucket.head(key, PartNumber=n)["ContentLength"] for n in range(1, count + 1)]
 
 
+@pytest.mark.slow  # hundreds of MiB through the server: nox -s slow
 def test_256_mib_from_a_pipe_round_trips(tmp_path, bucket):
     data = tmp_path / "data"
     h = hashlib.sha256()
@@ -60,6 +63,7 @@ def test_256_mib_from_a_pipe_round_trips(tmp_path, bucket):
     )
 
 
+@pytest.mark.slow  # hundreds of MiB through the server: nox -s slow
 def test_peak_memory_does_not_grow_with_the_object(tmp_path, bucket):
     rss = {}
     # The baseline: palhm with boto3 loaded, one PUT of 1 KiB, no part buffers.
