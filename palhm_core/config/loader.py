@@ -309,21 +309,9 @@ def _merge(files: list[ConfigFile], errors: list[str], refused: set[tuple[str, t
             if key in ("execs", "tasks") and isinstance(value, list):
                 for i, item in enumerate(value):
                     place = _Origin(root / key / i, refused)
-                    item_id = item.get("id") if isinstance(item, dict) else None
-                    if isinstance(item_id, str):
-                        first = seen.setdefault((key, item_id), place)
-                        if first is not place:
-                            errors.append(
-                                str(
-                                    (place / "id").error(
-                                        f"duplicate {key[:-1]} id {item_id!r}, first defined "
-                                        f"at {first}"
-                                    )
-                                )
-                            )
-                            continue
-                    merged[key].append(item)
-                    origins[key].append((item, place))
+                    if _first_of_id(key, item, place, seen, errors):
+                        merged[key].append(item)
+                        origins[key].append((item, place))
             elif key == "plugins" and isinstance(value, dict):
                 for name, settings in value.items():  # a later file's replace an earlier's
                     merged.setdefault("plugins", {})[name] = settings
@@ -346,6 +334,19 @@ def _merge(files: list[ConfigFile], errors: list[str], refused: set[tuple[str, t
                 if key == "boot-report":
                     origins[key] = (value, root / key)
     return merged, origins
+
+
+def _first_of_id(key: str, item, place: Place, seen: dict, errors: list[str]) -> bool:
+    """Whether ``item`` of ``key`` (execs or tasks) is the first with its id;
+    if not, say where the first one is."""
+    item_id = item.get("id") if isinstance(item, dict) else None
+    if not isinstance(item_id, str):
+        return True
+    first = seen.setdefault((key, item_id), place)
+    if first is not place:
+        problem = f"duplicate {key[:-1]} id {item_id!r}, first defined at {first}"
+        errors.append(str((place / "id").error(problem)))
+    return first is place
 
 
 def _merge_boot_reports(earlier: dict, later: dict, place: Place, errors: list[str]) -> dict:
