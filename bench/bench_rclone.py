@@ -7,6 +7,7 @@ alternating; the copies are deleted between runs. PALHM's time includes
 everything of a run: its own start, the listing for leftovers, the PREFIX
 check, the marker, hashing the stream, ``SHA256SUMS``, the manifest and the
 commit (about eight rclone commands besides the one ``rcat`` of the object).
+No target: the rows are the overhead ratio and the seconds it adds.
 
     python bench/bench_rclone.py [--rounds 5] [--json FILE]
 """
@@ -22,8 +23,6 @@ from pathlib import Path
 import benchlib as bl
 
 SIZES = [64 * bl.MIB, 512 * bl.MIB]
-#: The most PALHM's run may take over ``rclone rcat`` alone, for the largest size.
-TARGET = 1.5
 
 
 def rclone_program() -> str | None:
@@ -82,11 +81,11 @@ def bench_size(res: bl.Results, tmp: Path, program: str, size: int, rounds: int)
         f"{label}: rclone rcat / PALHM seconds (medians)",
         f"{bl.median(rc):.2f} s / {bl.median(pa):.2f} s",
     )
-    ratio = bl.paired_ratio(pa, rc)
-    if size == SIZES[-1]:
-        res.check(f"{label}: PALHM / rclone rcat time (paired)", ratio, ".2f", "<=", TARGET, "x")
-    else:
-        res.add(f"{label}: PALHM / rclone rcat time (paired)", f"{ratio:.2f}x")
+    res.add(f"{label}: PALHM / rclone rcat time (paired)", f"{bl.paired_ratio(pa, rc):.2f}x")
+    res.add(
+        f"{label}: PALHM - rclone rcat seconds (paired)",
+        f"{bl.median(a - b for a, b in zip(pa, rc, strict=True)):.2f} s",
+    )
     res.add(
         f"{label}: PALHM process CPU s (all CPU incl. children: PALHM / rcat)",
         f"{bl.median(r.self_cpu for r in runs['palhm']):.2f} "
@@ -110,10 +109,13 @@ def main() -> int:
         for size in SIZES:
             bench_size(res, tmp, program, size, rounds)
         res.note(
-            "PALHM hashes the stream (SHA-256) as it passes and runs about eight short rclone "
-            "commands besides the object's rcat (leftover listing, PREFIX check, marker, "
-            "SHA256SUMS, manifest, marker deletion): a fixed cost of a fraction of a second "
-            "that the larger size makes small beside the transfer."
+            "No target: the row says what a PALHM run costs over rclone alone. Besides the "
+            "object's rcat, a run starts eight short rclone commands (the leftover listing, "
+            "the PREFIX check, the marker, SHA256SUMS, the manifest, the marker's deletion, "
+            "the listing and the manifest read of rotation), each a fresh rclone process, and "
+            "PALHM's own start: that fixed cost is the 64 MiB difference. The rest grows with "
+            "the size: PALHM reads the pipeline's pipe, hashes it (SHA-256) and writes it into "
+            "rcat's pipe, one copy more than `cat | rclone rcat`."
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -209,14 +209,14 @@ class ObjectStoreBackend(Backend):
 
     @abstractmethod
     def put(self, key: str, alloc_size: int | None, *, own: bool) -> Sink:
-        """A sink that stores the bytes written into it at ``key``. The key
-        must not be visible before :meth:`Sink.close` returns (a multipart
-        upload, a temporary name, or a store that shows an object only once
-        whole), and a sink that is aborted must not leave it; what a killed
-        process leaves is removed by the base through the marker. ``own`` is
-        true for PALHM's own small files (marker, journal, manifest,
-        ``SHA256SUMS``), which a backend may store differently (a readable
-        storage class). Called from several threads at once."""
+        """A sink that stores the bytes written into it at ``key``, whole
+        once :meth:`Sink.close` returns. A store may show the key earlier, or
+        in part (a file being written over SFTP): the marker keeps the copy
+        incomplete until commit, and rollback and the next run's leftover
+        cleaning delete whatever the key holds. ``own`` is true for PALHM's
+        own small files (marker, journal, manifest, ``SHA256SUMS``), which a
+        backend may store differently (a readable storage class). Called
+        from several threads at once."""
 
     @abstractmethod
     def list_keys(self, prefix: str) -> Iterable[StoredKey]:

@@ -149,15 +149,19 @@ def read_all(backend: Backend, prefix: str, path: str) -> bytes:
     return b"".join(chunks)
 
 
-def _kill_target(make: Callable[[], Backend], prefix: str, ready) -> None:
-    """In the child: start a copy, store part of an object, say so, wait to
-    be killed."""
+def _kill_target(make: Callable[[], Backend], prefix: str, step: str, ready) -> None:
+    """In the child: start a copy, store part of an object (or, ``step``
+    "after the manifest", all of it and the manifest, but not commit), say
+    so, wait to be killed."""
     backend = make()
     backend.open()
     copy = backend.begin(prefix)
     write_object(copy, "done", b"finished object\n")
-    sink = copy.sink("half", None)
-    sink.write(memoryview(os.urandom(1 << 20)))
+    if step == "after the manifest":
+        write_manifest(copy, prefix, {"done": b"finished object\n"})
+    else:
+        sink = copy.sink("half", None)
+        sink.write(memoryview(os.urandom(1 << 20)))
     ready.send(True)
     threading.Event().wait(CHILD_DEADLINE)
 
@@ -279,15 +283,16 @@ class BackendConformance:
             copy.rollback()
         assert listed(keeping)[prefix].complete
 
+    @pytest.mark.parametrize("step", ["mid-object", "after the manifest"])
     def test_a_copy_killed_mid_write_is_removed_by_the_next_run(
-        self, keeping: Backend, storage: Storage
+        self, keeping: Backend, storage: Storage, step: str
     ):
         kept = prefix_at(0)
         make_copy(keeping, kept, {"old": b"old\n"})
         prefix = prefix_at(1)
         fork = multiprocessing.get_context("fork")
         receive, send = fork.Pipe(duplex=False)
-        child = fork.Process(target=_kill_target, args=(storage.make, prefix, send))
+        child = fork.Process(target=_kill_target, args=(storage.make, prefix, step, send))
         child.start()
         try:
             assert receive.poll(CHILD_DEADLINE), "the child never reached the middle of its copy"
@@ -331,6 +336,18 @@ class BackendConformance:
         assert read_all(keeping, prefix, "big") == data
         with pytest.raises(FileNotFoundError):
             keeping.open_object(prefix, "absent")
+
+    def test_verify_passes_on_a_copy_and_cat_gives_its_bytes(self, keeping: Backend):
+        from palhm_core.verify import stream, verify_copy
+
+        objects = {"a": os.urandom(300_000), "sub/b": b"bee\n"}
+        prefix = prefix_at(0)
+        make_copy(keeping, prefix, objects)
+        (judged,) = judge_copies(keeping, TASK)
+        assert verify_copy(keeping, judged) == (2, [])
+        out: list[bytes] = []
+        assert stream(keeping, prefix, "a", out.append)[0] == len(objects["a"])
+        assert b"".join(out) == objects["a"]
 
     def test_parallel_reads_work_from_several_threads(self, keeping: Backend):
         from concurrent.futures import ThreadPoolExecutor

@@ -178,3 +178,12 @@ def sftp_served(rclone_env, tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_served(rclone_env, tmp_path_factory):
+    server = serve("s3", tmp_path_factory.mktemp("rclone-serve-s3-aws"))
+    try:
+        yield server
+    finally:
+        server.stop()

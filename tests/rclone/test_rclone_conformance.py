@@ -37,11 +37,10 @@ class TestS3OnRcloneServe(BackendConformance):
     """aws-s3 on ``rclone serve s3`` (tests/s3 runs it on the moto server)."""
 
     @pytest.fixture
-    def storage(self, served, monkeypatch):
+    def storage(self, s3_served, monkeypatch):
         from palhm_s3.backend import S3Backend
 
-        if served.kind != "s3":
-            pytest.skip("aws-s3 runs on rclone serve s3 only")
+        served = s3_served
         for name, value in {
             "AWS_ACCESS_KEY_ID": USER,
             "AWS_SECRET_ACCESS_KEY": PASSWORD,

@@ -90,7 +90,9 @@ class RcloneBackend(ObjectStoreBackend):
             self._with_list(["delete"], "--files-from-raw", listable, "cannot delete from")
 
     def open_key(self, key: str):
-        return open_cat(self.rclone, self.settings.where(key), self.where(key))
+        return open_cat(
+            self.rclone, self.settings.where(key), self.where(key), lambda: self._exists(key)
+        )
 
     def tidy(self, prefixes: Sequence[str]) -> None:
         """``rmdirs`` of the copies' directories, and of nothing else."""
@@ -100,6 +102,14 @@ class RcloneBackend(ObjectStoreBackend):
         self._with_list(["rmdirs", "--leave-root"], "--include-from", patterns, "cannot tidy")
 
     # -- helpers -------------------------------------------------------------------
+
+    def _exists(self, key: str) -> bool:
+        out = self.rclone.run(
+            ["lsjson", "--stat", "--files-only", "--no-mimetype", self.settings.where(key)],
+            f"cannot read {self.where(key)}",
+            missing_ok=True,
+        )
+        return bool(out.strip()) and json.loads(out) is not None
 
     def _path(self, prefix: str) -> str:
         return self.settings.where(prefix.rstrip("/"))

@@ -8,6 +8,7 @@ import io
 import os
 import select
 import subprocess
+from collections.abc import Callable
 
 from palhm_core.api import BackendError, Sink
 from palhm_rclone.command import NOT_FOUND, Command, Rclone
@@ -76,13 +77,15 @@ class CatReader(io.RawIOBase):
     checked at the end: a failure is a :class:`BackendError`, a missing
     object :class:`FileNotFoundError`."""
 
-    def __init__(self, rclone: Rclone, path: str, where: str):
+    def __init__(self, rclone: Rclone, path: str, where: str, exists: Callable[[], bool]):
         super().__init__()
         self.where = where
+        self.exists = exists
         self.cmd = rclone.start(["cat", path], stdout=subprocess.PIPE)
         self.fd = self.cmd.proc.stdout.fileno()
         _grow(self.fd)
         self._ended = False
+        self._size = 0
 
     def readable(self) -> bool:
         return True
@@ -100,6 +103,10 @@ class CatReader(io.RawIOBase):
                 raise FileNotFoundError(self.where)
             if rc != 0:
                 raise self.cmd.failure(what)
+            # A bucket store's rclone cats a missing key as an empty directory.
+            if self._size == 0 and not self.exists():
+                raise FileNotFoundError(self.where)
+        self._size += n
         return n
 
     def close(self) -> None:
@@ -111,10 +118,13 @@ class CatReader(io.RawIOBase):
         super().close()
 
 
-def open_cat(rclone: Rclone, path: str, where: str) -> io.BufferedReader:
+def open_cat(
+    rclone: Rclone, path: str, where: str, exists: Callable[[], bool]
+) -> io.BufferedReader:
     """``path`` opened for reading; :class:`FileNotFoundError` at once for a
-    missing object (the first bytes, or the end, are waited for here)."""
-    reader = io.BufferedReader(CatReader(rclone, path, where), 1 << 20)
+    missing object (the first bytes, or the end, are waited for here;
+    ``exists`` tells an empty object from a missing one)."""
+    reader = io.BufferedReader(CatReader(rclone, path, where, exists), 1 << 20)
     try:
         reader.peek(1)
     except BaseException:
