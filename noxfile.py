@@ -32,7 +32,7 @@ PYTEST = ["pytest", "-n", "auto", "--dist", "worksteal", "-p", "no:cacheprovider
 PYTEST_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
 #: The long fault trials of ``nox -s faults`` (the tests session runs the
 #: short defaults of tests/faults/util.py); a value set outside wins.
-LONG_FAULTS = {"PALHM_FAULTS_TRIALS": "20", "PALHM_FAULTS_FUZZ": "300"}
+LONG_FAULTS = {"PALHM_FAULTS_TRIALS": "20", "PALHM_FAULTS_FUZZ": "500"}
 
 
 def install_palhm(session: nox.Session, *extra: str) -> None:
@@ -188,7 +188,7 @@ def faults(session: nox.Session) -> None:
     figures at the end. The mounts need root (skipped, saying so, otherwise).
     PALHM_FAULTS_SEED repeats a run; PALHM_FAULTS_TRIALS (kill -9 trials per
     backend, 20 here, 4 in the tests session) and PALHM_FAULTS_FUZZ (config
-    mutations, 300 here, 100 in the tests session) scale it."""
+    mutations, 500 here, 100 in the tests session) scale it."""
     install_palhm(session, *TEST_PLUGINS, *TEST_DEPS)
     long = {k: v for k, v in LONG_FAULTS.items() if not os.environ.get(k)}
     session.run(

@@ -377,9 +377,8 @@ def commands(doc) -> set[str]:
     fmt=st.sampled_from(["json", "jsonc", "yaml"]),
     cut=st.none() | st.none() | st.none() | st.integers(min_value=0),
     garbage=st.just(b"") | st.just(b"") | st.just(b"") | st.binary(min_size=1, max_size=6),
-    real=st.integers(min_value=0, max_value=19),
 )
-def test_mutated_configs_never_crash(which, muts, fmt, cut, garbage, real):
+def test_mutated_configs_never_crash(which, muts, fmt, cut, garbage):
     work = tempfile.mkdtemp(prefix="palhm-fuzz-")
     try:
         doc, deep = mutate(base_configs(work)[which], muts)
@@ -399,7 +398,7 @@ def test_mutated_configs_never_crash(which, muts, fmt, cut, garbage, real):
                 assert prc in (0, 2), perr
                 if exact and task in task_ids(doc):
                     assert prc == 0, f"a valid config does not plan {task}:\n{perr}"
-        if real == 0:
+        if FIGURES.fuzz_cases % 20 == 0:  # not drawn: Hypothesis favours 0
             run_as_process(conf, rc, doc, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -39,7 +39,7 @@ SEED = _int_env("PALHM_FAULTS_SEED", random.SystemRandom().randrange(1 << 32))
 #: kill -9 trials per backend: a few by default, 20 in ``nox -s faults``.
 TRIALS = _int_env("PALHM_FAULTS_TRIALS", 4)
 #: Config mutations tried in-process (one in twenty also as real processes,
-#: and a twentieth as many valid changes): 100 by default, 300 in ``nox -s faults``.
+#: and a twentieth as many valid changes): 100 by default, 500 in ``nox -s faults``.
 FUZZ_CASES = _int_env("PALHM_FAULTS_FUZZ", 100)
 
 
