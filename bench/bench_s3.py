@@ -31,8 +31,10 @@ Targets: throughput >= 1.2 x the AWS CLI; PALHM's peak RSS <= 128 MiB at
 every size; flat from 256 MiB to 2 GiB.
 
 The AWS CLI is looked for in ``$PALHM_BENCH_AWS``, next to this Python,
-on PATH, then in /tmp/awscli; its rows are skipped, saying so, when there is
-none. Install it apart from PALHM (it pins its own botocore)::
+in /tmp/awscli, then on PATH; its rows are skipped, saying so, when there is
+none. ``nox -s bench`` installs it next to PALHM (AWS CLI 1.46 carries its
+own copy of botocore); in a dev venv, install it apart, so that the venv's
+packages stay as they are::
 
     python3 -m venv /tmp/awscli && /tmp/awscli/bin/pip install awscli
 
