@@ -7,7 +7,8 @@ lists alike:
 - the password of a URL, ``https://user:<hidden>@host/``, and its query
   values whose name says secret, ``?token=<hidden>``;
 - the value of an option or variable whose name says it is secret:
-  ``--password=x``, ``--password x``, ``--secret-key x``,
+  ``--password=x``, ``--password x``, ``--secret-key x``, ``,pass=x`` (in an
+  rclone connection string),
   ``AWS_SECRET_ACCESS_KEY=x`` (names holding ``password``,
   ``passwd``, ``passphrase``, ``secret``, ``credential`` or
   ``authorization`` anywhere, or
@@ -64,6 +65,10 @@ _URL_QUERY = re.compile(r"([?&])([A-Za-z_][A-Za-z0-9_.-]*)=([^&#\s'\"]*)")
 _ASSIGNMENT = re.compile(
     _START + r"(--?|)([A-Za-z_][A-Za-z0-9_-]*)=" + r"('[^'\n]*'|\"[^\"\n]*\"|\S*)"
 )
+#: ,name=value: an option of an rclone connection string (``:sftp,host=h,pass=x:path``)
+_CONNECTION_OPTION = re.compile(
+    r"(?<=,)([A-Za-z_][A-Za-z0-9_-]*)=('[^'\n]*'|\"[^\"\n]*\"|[^,:\s]*)"
+)
 #: --name value (the value not an option itself)
 _OPTION_VALUE = re.compile(
     _START + r"(--?[A-Za-z][A-Za-z0-9_-]*)([ \t]+)('[^'\n]*'|\"[^\"\n]*\"|[^\s-]\S*)"
@@ -117,7 +122,11 @@ def _redact_line(line: str) -> str:
             return m.group(0)
         return f"{option}{space}{HIDDEN}"
 
+    def connection_option(m: re.Match) -> str:
+        return f"{m[1]}={HIDDEN}" if is_secret_name(m[1]) else m.group(0)
+
     line = _ASSIGNMENT.sub(assignment, line)
+    line = _CONNECTION_OPTION.sub(connection_option, line)
     line = _OPTION_VALUE.sub(option_value, line)
     line = _AUTH_HEADER.sub(_auth_header, line)
     line = _USER_OPTION.sub(rf"\1\2\3:{HIDDEN}", line)

@@ -102,4 +102,14 @@ def test_bad_credentials_fail_the_run_in_one_line_without_the_secret(tmp_path, s
     assert result.returncode == 1
     line = one_line(result.stderr)
     assert "rclone lsjson" in line, line
-    assert PASSWORD not in result.stderr and "pass=***" in line
+    assert PASSWORD not in result.stderr
+    assert "pass=***" in line or "pass=<hidden>" in line, line
+
+
+def test_config_show_and_plan_hide_the_password_of_a_connection_string(tmp_path):
+    conf = config(tmp_path, task(":sftp,host=127.0.0.1,user=u,pass=VERYSECRET:root"))
+    for args in (["config", "show"], ["plan", "backup"]):
+        out = run_palhm(*args, config=conf)
+        assert out.returncode == 0, out.stderr
+        assert "VERYSECRET" not in out.stdout + out.stderr
+    assert "pass=<hidden>" in run_palhm("config", "show", config=conf).stdout
