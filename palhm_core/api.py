@@ -9,6 +9,8 @@ else of ``palhm_core``; everything else may change in any release.
 - key-value stores: :class:`ObjectStoreBackend` (a whole backend over four
   primitives, see :mod:`palhm_core.objectstore`), :class:`StoredKey`, and
   the names it keeps in a store, ``MARKER_NAME`` and ``JOURNAL_NAME``;
+- programs a backend runs (rclone): :class:`Children` starts them in process
+  groups of their own, which a guardian process ends if PALHM is killed;
 - task types: :class:`Task`, :class:`PlanStep`, :class:`RunContext`,
   :class:`FailedWithReport`;
 - notifiers: :class:`Notifier`, :class:`Message`, :class:`NotifyError`;
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from palhm_core.notify import Message, Notifier, NotifyError
     from palhm_core.objectstore import JOURNAL_NAME, MARKER_NAME, ObjectStoreBackend, StoredKey
     from palhm_core.pipeline import Progress
+    from palhm_core.process import Children
     from palhm_core.retention import Dated, RetentionPolicy
     from palhm_core.task import FailedWithReport, PlanStep, RunContext, Task
 
@@ -71,6 +74,7 @@ _EXPORTS = {
     "ObjectStoreBackend": "palhm_core.objectstore",
     "StoredKey": "palhm_core.objectstore",
     "Progress": "palhm_core.pipeline",
+    "Children": "palhm_core.process",
     "Dated": "palhm_core.retention",
     "RetentionPolicy": "palhm_core.retention",
     "FailedWithReport": "palhm_core.task",
@@ -82,6 +86,7 @@ _EXPORTS = {
 __all__ = [
     "Backend",
     "BackendError",
+    "Children",
     "ConfigError",
     "CopyInfo",
     "CopyWriter",

@@ -7,9 +7,12 @@ and never the secret."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 
 import pytest
-from conftest import backup_task, inline, run_palhm, write_config
+from conftest import PALHM, backup_task, inline, run_palhm, write_config
 
 from .conftest import PASSWORD, fresh_root, rclone_program
 
@@ -113,3 +116,58 @@ def test_config_show_and_plan_hide_the_password_of_a_connection_string(tmp_path)
         assert out.returncode == 0, out.stderr
         assert "VERYSECRET" not in out.stdout + out.stderr
     assert "pass=<hidden>" in run_palhm("config", "show", config=conf).stdout
+
+
+def _children_of(pid: int) -> dict[int, str]:
+    """PID -> command line of the live children of ``pid`` (from /proc)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            found[int(entry)] = cmdline
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_run_leaves_no_rclone_running_and_the_next_run_cleans_up(tmp_path, rclone_env):
+    slow = {"path": "slow", "pipeline": [inline("sh", "-c", "echo part; exec sleep 60")]}
+    conf = config(tmp_path, task(f"{tmp_path}/root", slow))
+    proc = subprocess.Popen(
+        [PALHM, "-f", str(conf), "run", "backup"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    rcat: list[int] = []
+    while not rcat:
+        assert time.monotonic() < deadline, "palhm never started rclone rcat"
+        rcat = [p for p, cmd in _children_of(proc.pid).items() if cmd.endswith("/slow ")]
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in rcat):
+        assert time.monotonic() < deadline, f"rclone rcat {rcat} outlived the killed palhm"
+        time.sleep(0.05)
+    quick = config(tmp_path, task(f"{tmp_path}/root"))
+    result = run_palhm("run", "backup", config=quick)
+    assert result.returncode == 0, result.stderr
+    assert "incomplete copy" in result.stderr
+    listed = json.loads(run_palhm("backups", "list", "--json", "backup", config=quick).stdout)
+    assert [c["state"] for c in listed["copies"]] == ["complete"]
+    assert len(list((tmp_path / "root").iterdir())) == 1

@@ -1,9 +1,10 @@
 """Running the rclone program: argv lists (no shell), every wait bounded,
 stderr kept in a temporary file and told as one line.
 
-Each command runs in a process group of its own, so that a Ctrl-C in a
-terminal reaches PALHM, which then ends its rclone commands itself (SIGTERM,
-then SIGKILL) while it rolls back.
+Each command runs in a process group of its own (:class:`palhm_core.api.Children`),
+so that a Ctrl-C in a terminal reaches PALHM, which then ends its rclone
+commands itself (SIGTERM, then SIGKILL) while it rolls back; if PALHM is
+killed, its guardian process ends them.
 """
 
 from __future__ import annotations
@@ -12,20 +13,29 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 
-from palhm_core.api import BackendError
+from palhm_core.api import BackendError, Children, TaskError
 from palhm_rclone.params import Settings, hide_secrets
 
-#: A process group of its own, in PALHM's session where Python can (3.11+).
-OWN_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
 #: Seconds between SIGTERM and SIGKILL when a command is ended.
 GRACE = 2.0
 #: rclone's exit statuses for "directory not found" and "file not found".
 NOT_FOUND = (3, 4)
 #: rclone's log line prefix: a date and time, then the level.
 _STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+\s*: )?")
+
+#: Every rclone command this process started and has not reaped.
+_children = Children()
+
+
+def _forked() -> None:
+    """A forked child keeps none of its parent's commands (nor its guardian)."""
+    global _children
+    _children = Children()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 class Command:
@@ -34,48 +44,43 @@ class Command:
     def __init__(self, rclone: Rclone, args: list[str], *, stdin=None, stdout=None):
         self.label = f"rclone {args[0]}"
         self.timeout = rclone.settings.timeout
-        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed by finish()
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         try:
-            self.proc = subprocess.Popen(
+            self.child = _children.spawn(
                 rclone.argv(args),
                 stdin=subprocess.DEVNULL if stdin is None else stdin,
                 stdout=subprocess.DEVNULL if stdout is None else stdout,
                 stderr=self.errors,
-                close_fds=True,
-                **OWN_GROUP,
             )
-        except OSError as e:
+        except TaskError as e:
             self.errors.close()
-            raise BackendError(f"cannot run {rclone.settings.program}: {e.strerror or e}") from None
+            raise BackendError(str(e)) from None
+        self.proc = self.child.proc
 
     def wait(self, what: str) -> int:
         """Wait (bounded) for the exit status; on time out end the command
         and raise ``what: ...``."""
         try:
-            return self.proc.wait(self.timeout)
-        except subprocess.TimeoutExpired:
-            self.end()
+            return _children.wait(self.child, self.timeout)
+        except TaskError:  # timed out: ended
             raise BackendError(
                 f"{what}: {self.label} did not finish within {self.timeout:g} s"
             ) from None
 
     def end(self) -> None:
-        """End the command's group (SIGTERM, SIGKILL after a grace period)."""
-        if self.proc.poll() is None:
-            _killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(GRACE)
-            except subprocess.TimeoutExpired:
-                pass
-        _killpg(self.proc.pid, signal.SIGKILL)  # what it left in its group, too
-        self.proc.wait()
+        """End the command's group: SIGTERM, SIGKILL after a grace period."""
+        self.child.signal_group(signal.SIGTERM)
+        try:
+            _children.wait(self.child, GRACE)
+        except TaskError:  # it outlived the grace period: killed
+            pass
 
     def problem(self) -> str:
         """rclone's last error line, without its time stamp, for a message."""
         self.errors.seek(0)
         lines = self.errors.read().decode(errors="replace").splitlines()
         wanted = [ln for ln in lines if re.search(r"ERROR|CRITICAL|Failed|error", ln)]
-        line = (wanted or lines or [f"exited with status {self.proc.returncode}"])[-1]
+        line = (wanted or lines or [f"exited with status {self.child.returncode}"])[-1]
         return hide_secrets(_STAMP.sub("", line.strip()))
 
     def close(self) -> None:
@@ -115,10 +120,3 @@ class Rclone:
                 cmd.close()
             out.seek(0)
             return out.read()
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
