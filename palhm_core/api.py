@@ -20,7 +20,12 @@ else of ``palhm_core``; everything else may change in any release.
   error to raise for a bad value) and :class:`ConfigError`;
 - errors: :class:`PalhmError` (one line, exit status 1), :class:`TaskError`;
 - the names of the files the core writes into every copy:
-  ``MANIFEST_NAME``, ``SUMS_NAME``.
+  ``MANIFEST_NAME``, ``SUMS_NAME``;
+- threads and reading back: ``start_helper_thread(target, name)``, the only
+  way a plugin starts a thread (the stop signals stay with PALHM's main
+  thread), and ``READ_BACK_STEP``: a sink that offers ``splice`` is read
+  back by the core at least every that many bytes, so a sink that holds
+  spliced bytes until they are read back must hold at least that many.
 
 Names are loaded on first use (PEP 562), so importing this module at a
 plugin's import costs nothing until a name is used.
@@ -48,7 +53,9 @@ if TYPE_CHECKING:
     from palhm_core.objectstore import JOURNAL_NAME, MARKER_NAME, ObjectStoreBackend, StoredKey
     from palhm_core.pipeline import Progress
     from palhm_core.process import Children
+    from palhm_core.readback import STEP as READ_BACK_STEP
     from palhm_core.retention import Dated, RetentionPolicy
+    from palhm_core.signals import start_helper_thread
     from palhm_core.task import FailedWithReport, PlanStep, RunContext, Task
 
 _EXPORTS = {
@@ -75,6 +82,8 @@ _EXPORTS = {
     "StoredKey": "palhm_core.objectstore",
     "Progress": "palhm_core.pipeline",
     "Children": "palhm_core.process",
+    "READ_BACK_STEP": ("palhm_core.readback", "STEP"),
+    "start_helper_thread": "palhm_core.signals",
     "Dated": "palhm_core.retention",
     "RetentionPolicy": "palhm_core.retention",
     "FailedWithReport": "palhm_core.task",
@@ -104,6 +113,7 @@ __all__ = [
     "PlanStep",
     "PrefixExists",
     "Progress",
+    "READ_BACK_STEP",
     "RetentionPolicy",
     "RunContext",
     "SUMS_NAME",
@@ -113,13 +123,17 @@ __all__ = [
     "Task",
     "TaskError",
     "hookimpl",
+    "start_helper_thread",
 ]
 
 
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'palhm_core.api' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    module, attribute = (
+        _EXPORTS[name] if isinstance(_EXPORTS[name], tuple) else (_EXPORTS[name], name)
+    )
+    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value
 

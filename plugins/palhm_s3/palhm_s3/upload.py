@@ -37,9 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from palhm_core import BackendError, Sink
-from palhm_core.readback import STEP as READ_BACK_STEP
-from palhm_core.signals import start_helper_thread
+from palhm_core.api import READ_BACK_STEP, BackendError, Sink, start_helper_thread
 from palhm_s3.errors import S3Errors
 from palhm_s3.schedule import MAX_PARTS, PartSchedule
 
