@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import secrets
 import select
 import signal
 import subprocess
@@ -38,8 +39,11 @@ from palhm_core.process import GRACE, MAX_POLL_MS, Child, Children, TimedOut, en
 from palhm_core.tail import StderrRelay
 from palhm_core.verify import stream
 
-#: The file a restore into a directory writes before the object matched.
-PARTIAL_SUFFIX = ".palhm-partial"
+#: The start of the name of the file a restore into a directory writes
+#: before the object matched (the rest is random).
+PARTIAL_PREFIX = ".palhm-partial."
+#: Names tried for it before giving up (a name taken is a one in 2**64 chance).
+PARTIAL_TRIES = 3
 
 
 class Mismatch(TaskError):
@@ -238,9 +242,11 @@ def check_object(backend, prefix: str, entry: dict, execs: list[Exec], children,
 
 def write_object(backend, prefix: str, entry: dict, top: str, *, force: bool) -> str:
     """Write one object to ``top/PATH`` (directories made as needed, mode
-    0700; the file 0600): first as ``PATH.palhm-partial``, put in place once
-    it matched its manifest. An existing file stays unless ``force``; no
-    path leaves ``top`` (symbolic links are not followed). Returns where."""
+    0700; the file 0600): first under a new name of its own
+    (``.palhm-partial.XXXXXXXXXXXXXXXX`` in the same directory), put in place
+    once it matched its manifest. An existing file stays unless ``force``;
+    no path leaves ``top`` (symbolic links are not followed); no file but
+    its own partial one is ever removed. Returns where."""
     parts = entry["path"].split("/")
     target = os.path.join(top, *parts)
     dfd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -256,13 +262,7 @@ def write_object(backend, prefix: str, entry: dict, top: str, *, force: bool) ->
         name = parts[-1]
         if not force and _exists(name, dfd):
             raise PalhmError(f"{target} exists (give --force to replace it)")
-        partial = name + PARTIAL_SUFFIX
-        try:
-            os.unlink(partial, dir_fd=dfd)
-        except FileNotFoundError:
-            pass
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(partial, flags, 0o600, dir_fd=dfd)
+        partial, fd = _new_partial(dfd)
         try:
             with open(fd, "wb", closefd=True) as f:
                 _read(backend, prefix, entry, f.write)
@@ -282,8 +282,24 @@ def write_object(backend, prefix: str, entry: dict, top: str, *, force: bool) ->
         return target
     except FileExistsError:
         raise PalhmError(f"{target} exists (give --force to replace it)") from None
+    except OSError as e:
+        raise PalhmError(f"cannot write {target}: {e.strerror or e}") from None
     finally:
         os.close(dfd)
+
+
+def _new_partial(dfd: int) -> tuple[str, int]:
+    """A file of a new name in the directory ``dfd``, open for writing: its
+    name and descriptor. The name is PALHM's own for this object (an object
+    of the copy may have any name: none is ever replaced or removed)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(PARTIAL_TRIES):
+        name = PARTIAL_PREFIX + secrets.token_hex(8)
+        try:
+            return name, os.open(name, flags, 0o600, dir_fd=dfd)
+        except FileExistsError:
+            pass
+    raise PalhmError(f"cannot find a new name {PARTIAL_PREFIX}XXXXXXXXXXXXXXXX to write")
 
 
 def _open_dir(name: str, dfd: int, shown: str) -> int:

@@ -111,7 +111,7 @@ def test_tar_of_a_tree_restored_with_to_and_through_its_pipeline(tmp_path):
     archive = dest / "files" / "tree.tar.zst"
     subprocess.run(f"zstd -dc '{archive}' | tar -C '{unpacked}' -xpf -", shell=True, check=True)
     assert _snapshot(unpacked) == _snapshot(src)
-    assert not list(dest.rglob("*.palhm-partial"))
+    assert not list(dest.rglob(".palhm-partial.*"))
     # through the restore pipeline, one object named
     done = run_palhm("restore", "backup", "latest", "files", config=cfg)
     assert done.returncode == 0, done.stderr
@@ -308,3 +308,45 @@ def test_a_restore_command_past_its_timeout_is_ended(tmp_path, argv):
     assert "data: restore" in done.stderr and "stage 1/1" in done.stderr
     assert "timed out after 1 s" in done.stderr
     assert time.monotonic() - started < 25  # not the 30 s the command wanted
+
+
+def test_restore_into_a_directory_never_removes_another_object_of_the_copy(tmp_path):
+    # An object may be named as another's file in the making would be: each
+    # restored file stays as stored, whatever the order.
+    dest = tmp_path / "dest"
+    objects = [
+        {"path": "a.palhm-partial", "pipeline": [inline("echo", "first")]},
+        {"path": "a", "pipeline": [inline("echo", "second")]},
+    ]
+    cfg = write_config(
+        tmp_path, {"tasks": [backup_task(root=str(tmp_path / "root"), objects=objects)]}
+    )
+    _run(cfg)
+    done = run_palhm("restore", "backup", "--to", dest, config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in dest.iterdir()) == ["a", "a.palhm-partial"]
+    assert (dest / "a.palhm-partial").read_text() == "first\n"
+    assert (dest / "a").read_text() == "second\n"
+
+
+def test_restore_into_a_directory_names_what_it_cannot_write_in_one_line(tmp_path):
+    # A directory where a file goes (even with --force), and a name as long
+    # as a file system allows: one line and exit 1, never a traceback.
+    dest = tmp_path / "dest"
+    (dest / "d").mkdir(parents=True)
+    objects = [
+        {"path": "d", "pipeline": [inline("echo", "x")]},
+        {"path": "n" * 255, "pipeline": [inline("echo", "long")]},
+    ]
+    cfg = write_config(
+        tmp_path, {"tasks": [backup_task(root=str(tmp_path / "root"), objects=objects)]}
+    )
+    _run(cfg)
+    done = run_palhm("restore", "backup", "latest", "d", "--to", dest, "--force", config=cfg)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"cannot write {dest / 'd'}: Is a directory" in done.stderr
+    assert [p.name for p in dest.iterdir()] == ["d"] and not list((dest / "d").iterdir())
+    done = run_palhm("restore", "backup", "latest", "n" * 255, "--to", dest, config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert (dest / ("n" * 255)).read_text() == "long\n"
