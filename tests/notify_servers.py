@@ -29,10 +29,11 @@ class Request:
 
 @dataclass
 class HttpRecorder:
-    """Answers every request with ``status`` (after ``hang`` seconds, or
-    never while ``hang`` is None... see :meth:`hold`), recording it first."""
+    """Answers every request with ``status`` (never while ``holding``; with
+    a ``Location`` header when ``location`` is set), recording it first."""
 
     status: int = 200
+    location: str | None = None
     requests: list[Request] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
     holding: bool = False
@@ -53,9 +54,13 @@ class HttpRecorder:
                     recorder.released.wait(60)  # a server that stopped answering
                     return
                 self.send_response(recorder.status)
+                if recorder.location:
+                    self.send_header("Location", recorder.location)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"OK")
+
+            do_GET = do_POST  # a redirect followed turns a POST into a GET
 
             def log_message(self, *args):
                 pass

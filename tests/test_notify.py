@@ -484,3 +484,33 @@ def test_smtp_password_from_a_file(tmp_path):
         assert server.logins == ["backup"] and len(server.mails) == 1
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirect_is_not_followed_with_the_secrets(tmp_path, http, status):
+    # A server that sends the notifier elsewhere gets neither the
+    # Authorization header nor the message there: a warning names the answer.
+    elsewhere = HttpRecorder().start()
+    try:
+        http.status, http.location = status, elsewhere.url + "/collect"
+        config = write_config(
+            tmp_path,
+            {
+                "notify": [
+                    {
+                        "type": "webhook",
+                        "url": http.url + "/hook",
+                        "headers": {"Authorization": "Bearer tok-123"},
+                        "on": ["success"],
+                    }
+                ],
+                "tasks": [backup(tmp_path)],
+            },
+        )
+        result = run_palhm("run", "db", config=config)
+        assert result.returncode == 0, result.stderr
+        assert len(http.requests) == 1
+        assert f"HTTP {status}" in result.stderr and "redirect not followed" in result.stderr
+        assert elsewhere.requests == []
+    finally:
+        elsewhere.stop()

@@ -13,7 +13,9 @@
 
 A request that cannot connect, times out or gets a 5xx or 429 answer is
 tried again, at most ``retries`` more times, all within ``timeout``
-seconds. Log lines name only the URL's scheme and host: a ping URL's path is
+seconds. A redirect is not followed (it would carry the headers, such as
+``Authorization``, to wherever the server says): it is a failure naming the
+answer. Log lines name only the URL's scheme and host: a ping URL's path is
 its secret, and ``Authorization`` headers are hidden by ``config show``.
 """
 
@@ -116,6 +118,7 @@ class WebhookNotifier(Notifier):
         url, body, headers = self.request(message)
         url, auth = _split_userinfo(url)
         headers = {"User-Agent": USER_AGENT, **headers, **auth, **self.headers}
+        opener = urllib.request.build_opener(_no_redirects())
         deadline = time.monotonic() + self.timeout
         wait = BACKOFF
         for attempt in range(self.retries + 1):
@@ -124,11 +127,13 @@ class WebhookNotifier(Notifier):
                 raise NotifyError(f"no answer within {self.timeout:g} s")
             req = urllib.request.Request(url, data=body, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(req, timeout=left) as answer:
+                with opener.open(req, timeout=left) as answer:
                     answer.read(1 << 16)
                 return
             except urllib.error.HTTPError as e:
                 problem = f"HTTP {e.code} {e.reason}"
+                if 300 <= e.code < 400:
+                    raise NotifyError(f"{problem}: redirect not followed (set url)") from None
                 if e.code < 500 and e.code != 429:
                     raise NotifyError(problem) from None
             except (urllib.error.URLError, OSError) as e:
@@ -142,6 +147,18 @@ class WebhookNotifier(Notifier):
             wait *= 2
         tries = self.retries + 1
         raise NotifyError(f"{problem} (after {tries} attempt{'s' if tries > 1 else ''})")
+
+
+def _no_redirects():
+    """A urllib handler that follows no redirect: the 3xx answer is an
+    ``HTTPError``."""
+    import urllib.request
+
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            return None
+
+    return NoRedirects()
 
 
 def _split_userinfo(url: str) -> tuple[str, dict[str, str]]:
