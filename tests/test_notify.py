@@ -368,6 +368,8 @@ def test_notifier_mistakes_are_config_errors(tmp_path):
                 {"type": "pager"},
                 {"type": "mail", "via": "smtp", "to": ["a@b"]},
                 {"type": "webhook", "url": "ftp://x", "on": ["finish"]},
+                {"type": "webhook", "url": "https://hc.example/ping/sec ret"},
+                {"type": "webhook", "url": "https://hc.example:99999/ping/secret"},
             ],
             "tasks": [
                 {**backup(tmp_path), "notify": [{"type": "mail", "to": ["root"], "user": "u"}]}
@@ -381,6 +383,16 @@ def test_notifier_mistakes_are_config_errors(tmp_path):
     assert any(line.endswith("notify[1].smtp-host: required when via is smtp") for line in lines)
     assert any("notify[2].url: " in line for line in lines), lines
     assert any("notify[2].on[0]: " in line for line in lines), lines
+    # a URL urllib would refuse at each run; the line never shows its path
+    assert any(
+        line.endswith("notify[3].url: ' ' in the URL: write it percent-encoded (such as %20)")
+        for line in lines
+    ), lines
+    assert any(
+        line.endswith("notify[4].url: the URL's port is not a number from 1 to 65535")
+        for line in lines
+    ), lines
+    assert "/ping/" not in result.stderr
     assert any(
         line.endswith("tasks[0].notify[0].user: is for via smtp, not sendmail") for line in lines
     ), lines

@@ -78,6 +78,7 @@ class WebhookNotifier(Notifier):
         super().__init__(params, place)
         self.preset: str = params.get("preset", "json")
         self.url: str = params["url"]
+        _check_url(self.url, place / "url")
         if self.preset == "healthchecks":
             self.url = self.url.rstrip("/")
         self.headers: dict[str, str] = params.get("headers", {})
@@ -147,6 +148,20 @@ class WebhookNotifier(Notifier):
             wait *= 2
         tries = self.retries + 1
         raise NotifyError(f"{problem} (after {tries} attempt{'s' if tries > 1 else ''})")
+
+
+def _check_url(url: str, place) -> None:
+    """A URL urllib can send to; the error never shows it (its path may be
+    a secret)."""
+    bad = next((c for c in url if c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise place.error(f"{bad!r} in the URL: write it percent-encoded (such as %20)")
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise place.error("the URL's port is not a number from 1 to 65535")
 
 
 def _no_redirects():
