@@ -202,3 +202,18 @@ def test_recipients_of_included_files_join_as_in_the_original(tmp_path):
         f"palhm: {tmp_path / 'more.jsonc'}: boot-report.mua: the mua is already chosen by an "
         "earlier file\n"
     )
+
+
+def test_a_line_break_in_the_subject_never_makes_a_header(tmp_path):
+    bindir = tmp_path / "bin"
+    log = fake_mua(bindir, "sendmail")
+    subject = "Boot of {hostname}\nBcc: evil@example.com"
+    config = write_config(
+        tmp_path, {"boot-report": {"mua": "sendmail", "mail-to": ["root"], "subject": subject}}
+    )
+    result = run_palhm("boot-report", config=config, env=path_with(bindir))
+    assert result.returncode == 0, result.stderr
+    (call,) = calls(log)
+    headers = call["stdin"].split("\n\n")[0].splitlines()
+    assert f"Subject: Boot of {HOST} Bcc: evil@example.com" in headers
+    assert not any(line.startswith("Bcc:") for line in headers)

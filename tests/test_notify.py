@@ -526,3 +526,57 @@ def test_a_redirect_is_not_followed_with_the_secrets(tmp_path, http, status):
         assert elsewhere.requests == []
     finally:
         elsewhere.stop()
+
+
+def test_a_line_break_in_a_task_id_never_makes_a_header(tmp_path):
+    # The subject names the task: a line break in its id is a blank there,
+    # for sendmail -t (which reads the recipients from the headers) and
+    # mailx -s alike, and the mail is sent.
+    bindir = tmp_path / "bin"
+    sendmail, mailx = fake_mua(bindir, "sendmail"), fake_mua(bindir, "mailx")
+    task_id = "db\nBcc: evil@example.com"
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [
+                {"type": "mail", "to": ["root"], "on": ["success"]},
+                {"type": "mail", "via": "mailx", "to": ["root"], "on": ["success"]},
+            ],
+            "tasks": [{**backup(tmp_path), "id": task_id}],
+        },
+    )
+    result = run_palhm("run", task_id, config=config, env=path_with(bindir))
+    assert result.returncode == 0, result.stderr
+    assert "could not send" not in result.stderr
+    ((mail,), (mailx_call,)) = calls(sendmail), calls(mailx)
+    headers = mail["stdin"].split("\n\n")[0].splitlines()
+    assert f"Subject: PALHM on {HOST}: task db Bcc: evil@example.com succeeded" in headers
+    assert not any(line.startswith("Bcc:") for line in headers)
+    assert mailx_call["argv"][1:3] == [
+        "-s",
+        f"PALHM on {HOST}: task db Bcc: evil@example.com succeeded",
+    ]
+
+
+def test_a_line_break_in_an_address_is_a_config_error(tmp_path):
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [
+                {"type": "mail", "to": ["root", "ops\nBcc: evil@example.com"]},
+                {"type": "mail", "to": ["root"], "from": "me\r\nX-Evil: 1"},
+            ],
+            "tasks": [backup(tmp_path)],
+        },
+    )
+    result = run_palhm("config", "check", config=config)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert any(
+        line.endswith("notify[0].to[1]: a line break or control character in an address")
+        for line in lines
+    ), lines
+    assert any(
+        line.endswith("notify[1].from: a line break or control character in an address")
+        for line in lines
+    ), lines

@@ -25,6 +25,7 @@ from typing import Any
 
 from palhm_core.config.place import Place
 from palhm_core.notify import Message, NotifyError, send_bounded
+from palhm_core.notify.message import one_line
 
 DEFAULT_SUBJECT = "Boot Report from {hostname}"
 DEFAULT_HEADER = "This host has booted; what follows is what PALHM knows of it.\nHost: {hostname}"
@@ -168,7 +169,7 @@ class BootReport:
             f"# {line}".rstrip() + "\n" for line in _fill(self.header, host).split("\n")
         )
         body = header + yaml.safe_dump({"boot-report": doc}, sort_keys=False, width=1000)
-        return Message("boot", _fill(self.subject, host), body, {"boot-report": doc})
+        return Message("boot", one_line(_fill(self.subject, host)), body, {"boot-report": doc})
 
     def wait_for_boot(self) -> None:
         """``boot-wait`` and ``delay``: each bounded."""

@@ -111,6 +111,10 @@ class MailNotifier(Notifier):
         self.password_file: str | None = params.get("password-file")
         self.password_env: str | None = params.get("password-env")
         self.bounds_itself = self.via != "smtp"
+        for i, address in enumerate(self.to):
+            _check_address(address, place / "to" / i)
+        if self.sender is not None:
+            _check_address(self.sender, place / "from")
         smtp_only = ("smtp-host", "smtp-port", "security", "ca-file", "user")
         smtp_only += ("password-file", "password-env")
         if self.via == "smtp":
@@ -229,6 +233,12 @@ class MailNotifier(Notifier):
             raise NotifyError(f"SMTP {self.host}:{self.port}: {_smtp_error(e)}") from None
         except (OSError, ssl.SSLError) as e:
             raise NotifyError(f"SMTP {self.host}:{self.port}: {e.strerror or e}") from None
+
+
+def _check_address(address: str, place) -> None:
+    """No line break in an address: it would end the header it is in."""
+    if any(c < " " or c == "\x7f" for c in address):
+        raise place.error("a line break or control character in an address")
 
 
 def _smtp_error(e) -> str:

@@ -72,7 +72,14 @@ def task_message(
             }
         )
     subject = f"PALHM on {host}: task {task_id} {OUTCOME_WORDS[event]}"
-    return Message(event, redact(subject), _text(doc), doc)
+    return Message(event, one_line(redact(subject)), _text(doc), doc)
+
+
+def one_line(text: str) -> str:
+    """``text`` as a mail header or a title takes it: its line breaks and
+    other control characters (a task id may hold any) as blanks, so that
+    no text becomes a header of its own."""
+    return " ".join("".join(" " if c < " " or c == "\x7f" else c for c in text).split())
 
 
 def _copy(task_id: str, report: dict[str, Any]) -> dict[str, Any]:
