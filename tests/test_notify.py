@@ -580,3 +580,43 @@ def test_a_line_break_in_an_address_is_a_config_error(tmp_path):
         line.endswith("notify[1].from: a line break or control character in an address")
         for line in lines
     ), lines
+
+
+def test_a_hung_mta_is_killed_with_its_children(tmp_path):
+    # A sendmail whose queue program never ends: after the timeout neither
+    # outlives the warning.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    pids = tmp_path / "pids"
+    program = bindir / "sendmail"
+    program.write_text(f"#!/bin/sh\nsleep 300 &\necho $$ $! > {pids}\nwait\n")
+    program.chmod(0o755)
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [
+                {
+                    "type": "mail",
+                    "to": ["root"],
+                    "program": str(program),
+                    "on": ["success"],
+                    "timeout": 1,
+                }
+            ],
+            "tasks": [backup(tmp_path)],
+        },
+    )
+    result = run_palhm("run", "db", config=config, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "did not finish within 1 s" in result.stderr
+    for pid in map(int, pids.read_text().split()):
+        wait_for(lambda pid=pid: not _running(pid), f"process {pid} ended", seconds=10)
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` lives and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 
 from palhm_core.hookspecs import hookimpl
@@ -165,23 +166,33 @@ class MailNotifier(Notifier):
         return found
 
     def _run(self, argv: list[str], data: bytes) -> None:
+        """Run the program in a session of its own; when it outlasts the
+        timeout, its whole process group is killed (an MTA's own children
+        too, such as a queue program stuck on a lock)."""
         try:
-            done = subprocess.run(
+            proc = subprocess.Popen(
                 argv,
-                input=data,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                timeout=self.timeout,
                 start_new_session=True,
             )
-        except subprocess.TimeoutExpired:
-            raise NotifyError(f"{argv[0]} did not finish within {self.timeout:g} s") from None
         except OSError as e:
             raise NotifyError(f"cannot run {argv[0]}: {e.strerror or e}") from None
-        if done.returncode != 0:
-            said = done.stderr.decode(errors="replace").strip()[-STDERR_TAIL:]
+        with proc:
+            try:
+                _, err = proc.communicate(data, timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+                raise NotifyError(f"{argv[0]} did not finish within {self.timeout:g} s") from None
+        if proc.returncode != 0:
+            said = err.decode(errors="replace").strip()[-STDERR_TAIL:]
             raise NotifyError(
-                f"{argv[0]} exited with status {done.returncode}" + (f": {said}" if said else "")
+                f"{argv[0]} exited with status {proc.returncode}" + (f": {said}" if said else "")
             )
 
     def _mime(self, message: Message):
