@@ -42,16 +42,19 @@ class Rotation:
 
 def copy_time(copy: CopyInfo) -> datetime:
     """When a complete copy was made, by its manifest: ``started``, else
-    ``finished``."""
+    ``finished``, and never after ``finished`` (a ``started`` after it was
+    read from a clock that was then set back: taken as it is, it would make
+    the copy the newest and move every ``within`` and period with it)."""
+    finished = finished_time(copy.manifest)
     started = copy.manifest.get("started")
     if isinstance(started, str):
         try:
             when = datetime.fromisoformat(started)
             if when.tzinfo is not None:
-                return when
+                return min(when, finished)
         except ValueError:
             pass
-    return finished_time(copy.manifest)
+    return finished
 
 
 def decide(

@@ -219,6 +219,30 @@ def test_only_the_tasks_complete_copies_meet_the_policy():
     assert rotation.kept == {"2026-01-04": ["daily"], "2026-01-05": ["just made", "daily"]}
 
 
+def test_a_copy_started_by_a_clock_set_back_later_does_not_move_within():
+    """A run that started while the clock was far ahead and finished after it
+    was set right records a ``started`` after ``finished``: that copy counts
+    at its ``finished`` time, and is not the newest by which ``within``
+    keeps the others."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    made = [complete(f"2026-01-{i + 1:02d}", start + timedelta(days=i)) for i in range(10)]
+    skewed = made[5]
+    made[5] = replace(skewed, manifest={**skewed.manifest, "started": "2099-01-01T00:00:00+00:00"})
+    rotation = decide(
+        made,
+        keep="2026-01-10",
+        nb_copy_limit=None,
+        root_size_limit=None,
+        policy=policy(within="3d"),
+        now=start + timedelta(days=9, hours=1),
+    )
+    assert rotation.kept == {
+        "2026-01-08": ["within 3d"],
+        "2026-01-09": ["within 3d"],
+        "2026-01-10": ["just made", "within 3d"],
+    }
+
+
 # -- restic's documented examples -------------------------------------------------
 
 

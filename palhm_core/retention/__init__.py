@@ -32,7 +32,8 @@ DEFAULT_POLICY = "calendar"
 @dataclass(frozen=True)
 class Dated:
     """A copy as a policy sees it: its PREFIX and when it was made (an aware
-    datetime: the ``started`` time of its manifest)."""
+    datetime: the ``started`` time of its manifest, or ``finished`` when that
+    is earlier)."""
 
     prefix: str
     time: datetime
