@@ -317,6 +317,10 @@ def test_periods_follow_the_configured_time_zone():
         ({"daily": 0}, "keeps nothing"),
         ({"within": "2 days"}, "bad duration"),
         ({"within": ""}, "bad duration"),
+        ({"within": "1" * 5000 + "h"}, "bad duration"),
+        ({"within": "1234567h"}, "bad duration"),
+        ({"within": "0d"}, "'0d' keeps nothing"),
+        ({"daily": 7, "within": "0y0h"}, "'0y0h' keeps nothing"),
         ({"daily": 1, "tz": "Mars/Olympus"}, "unknown time zone"),
     ],
 )

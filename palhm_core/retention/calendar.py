@@ -33,7 +33,10 @@ PERIODS = {
     "monthly": lambda t: (t.year, t.month),
     "yearly": lambda t: t.year,
 }
-_DURATION = re.compile(r"(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?")
+#: Each number of a duration has at most 6 digits (999999h is 114 years).
+_DURATION = re.compile(
+    r"(?:(\d{1,6})y)?(?:(\d{1,6})m)?(?:(\d{1,6})w)?(?:(\d{1,6})d)?(?:(\d{1,6})h)?"
+)
 _COUNT = {
     "type": "integer",
     "minimum": -1,
@@ -145,10 +148,13 @@ def parse_duration(text: str, place) -> tuple[int, int, int, int, int]:
     m = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
     if not m or not any(m.groups()):
         raise place.error(
-            f'bad duration {text!r}: use years, months, weeks, days and hours, as "2d", "36h", '
-            '"1y6m", "1w3d12h"'
+            f"bad duration {text[:40]!r}: use years, months, weeks, days and hours (each at "
+            'most 6 digits), as "2d", "36h", "1y6m", "1w3d12h"'
         )
-    return tuple(int(g or 0) for g in m.groups())
+    duration = tuple(int(g or 0) for g in m.groups())
+    if not any(duration):
+        raise place.error(f"{text!r} keeps nothing: give a duration above zero")
+    return duration
 
 
 @hookimpl
