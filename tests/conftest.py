@@ -7,7 +7,8 @@ free port, in a directory of the worker's own. This module also sets up what
 must be the same in every worker: the fault suite's seed
 (``PALHM_FAULTS_SEED``, random unless set, printed in the header) and the
 Hypothesis profile (``ci``, derandomized, when ``CI`` is set; ``dev``
-otherwise, random; neither keeps a database in the checkout). The figures
+otherwise, random; neither keeps a database, and its caches go to a
+temporary directory: nothing is written into the checkout). The figures
 the S3 and fault tests gather in each worker are printed once, at the end.
 """
 
@@ -18,8 +19,10 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -45,10 +48,21 @@ settings.load_profile(PROFILE)
 # and before xdist starts its workers: they inherit it).
 if not os.environ.get(SEED_VAR, "").strip():
     os.environ[SEED_VAR] = str(random.SystemRandom().randrange(1 << 32))
+#: Hypothesis's caches (Unicode tables) in a directory of the session's own,
+#: not .hypothesis in the checkout; removed at the end by the process that made it.
+_HYPOTHESIS_DIR = None
+if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+    _HYPOTHESIS_DIR = tempfile.mkdtemp(prefix="palhm-hypothesis-")
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = _HYPOTHESIS_DIR
 
 
 def pytest_configure(config):
     config.palhm_figures = []  # what each xdist worker gathered
+
+
+def pytest_unconfigure(config):
+    if _HYPOTHESIS_DIR is not None:
+        shutil.rmtree(_HYPOTHESIS_DIR, ignore_errors=True)
 
 
 def pytest_report_header(config):
