@@ -370,6 +370,7 @@ def test_notifier_mistakes_are_config_errors(tmp_path):
                 {"type": "webhook", "url": "ftp://x", "on": ["finish"]},
                 {"type": "webhook", "url": "https://hc.example/ping/sec ret"},
                 {"type": "webhook", "url": "https://hc.example:99999/ping/secret"},
+                {"type": "webhook", "url": "https://hc.example/ping/gr\u00fc\u00dfe"},
             ],
             "tasks": [
                 {**backup(tmp_path), "notify": [{"type": "mail", "to": ["root"], "user": "u"}]}
@@ -390,6 +391,10 @@ def test_notifier_mistakes_are_config_errors(tmp_path):
     ), lines
     assert any(
         line.endswith("notify[4].url: the URL's port is not a number from 1 to 65535")
+        for line in lines
+    ), lines
+    assert any(
+        line.endswith("notify[5].url: '\u00fc' in the URL: write it percent-encoded (such as %20)")
         for line in lines
     ), lines
     assert "/ping/" not in result.stderr

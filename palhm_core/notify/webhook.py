@@ -151,9 +151,10 @@ class WebhookNotifier(Notifier):
 
 
 def _check_url(url: str, place) -> None:
-    """A URL urllib can send to; the error never shows it (its path may be
-    a secret)."""
-    bad = next((c for c in url if c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F), None)
+    """A URL urllib can send to (printable ASCII: anything else is written
+    percent-encoded, a host name in punycode); the error never shows it (its
+    path may be a secret)."""
+    bad = next((c for c in url if c.isspace() or not " " < c < "\x7f"), None)
     if bad is not None:
         raise place.error(f"{bad!r} in the URL: write it percent-encoded (such as %20)")
     try:
