@@ -25,8 +25,9 @@ lists alike:
   password (``mysql``, ``mysqldump``, ``mariadb``, ``mariadb-dump`` and the
   rest of their families), and ``sshpass -p PASSWORD``: elsewhere ``-p`` is a
   port, a path or a flag;
-- in ``config show``: every ``env`` value, and the value of every key whose
-  name is secret (:func:`redact_config`).
+- in ``config show``: every ``env`` value, the value of every key whose
+  name is secret, and all but the scheme and host of a notifier's ``url``
+  (:func:`redact_config`).
 
 This is a safety net, not a guarantee. What cannot be told from any other
 word is printed as it is: a secret passed as a bare argument (``mysql db
@@ -193,8 +194,9 @@ def redact_argv(argv) -> list[str]:
 
 def redact_config(node: Any, key: str | None = None) -> Any:
     """A config document as ``palhm config show`` prints it: every ``env``
-    value, the value of every key whose name is secret, URL passwords and the
-    secrets of ``argv`` lists hidden."""
+    value, the value of every key whose name is secret, URL passwords, the
+    secrets of ``argv`` lists and all but the origin of a notifier's ``url``
+    (a ping URL's path is its secret) hidden."""
     if isinstance(node, dict):
         out = {}
         for k, v in node.items():
@@ -202,6 +204,8 @@ def redact_config(node: Any, key: str | None = None) -> Any:
                 out[k] = {name: HIDDEN for name in v}
             elif is_secret_name(str(k)) and not isinstance(v, (dict, list)):
                 out[k] = HIDDEN
+            elif key == "notify" and k == "url" and isinstance(v, str):
+                out[k] = _url_origin(v)
             elif k == "argv" and isinstance(v, list) and all(isinstance(a, str) for a in v):
                 out[k] = [redact(a) for a in redact_argv(v)]
             else:
@@ -212,3 +216,12 @@ def redact_config(node: Any, key: str | None = None) -> Any:
     if isinstance(node, str):
         return redact(node)
     return node
+
+
+def _url_origin(url: str) -> str:
+    """``https://hc-ping.com/<hidden>``: the scheme and host of ``url``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return HIDDEN
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    return f"{scheme}://{host}/{HIDDEN}" if host != rest else f"{scheme}://{host}"

@@ -201,8 +201,9 @@ def test_a_log_line_never_shows_the_ping_url_path_or_its_password(tmp_path, http
     assert request.headers["authorization"] == "Bearer tok-123"
     shown = run_palhm("config", "show", config=config)
     assert shown.returncode == 0, shown.stderr
-    for secret in ("s3cret", "tok-123", "tk-9"):
+    for secret in ("secret-uuid", "s3cret", "tok-123", "tk-9"):
         assert secret not in shown.stdout
+    assert f'"url": "http://{http.url.split("//")[1]}/<hidden>"' in shown.stdout
 
 
 def test_smtp_mails_for_failure_and_success(tmp_path, smtp):
