@@ -98,6 +98,15 @@ def test_an_unknown_remote_is_a_config_error(tmp_path):
     assert run_palhm("config", "check", config=known).returncode == 0
 
 
+@pytest.mark.parametrize("remote", ["--config=/etc/passwd", "-vv"])
+def test_a_remote_rclone_would_take_for_an_option_is_a_config_error(tmp_path, remote):
+    conf = config(tmp_path, task(remote))
+    result = run_palhm("config", "check", config=conf)
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert "backend-param.remote" in line and "option" in line, line
+
+
 def test_bad_credentials_fail_the_run_in_one_line_without_the_secret(tmp_path, sftp_served):
     wrong = fresh_root(sftp_served).replace("pass=", "pass=x", 1)
     conf = config(tmp_path, task(wrong, flags=["--low-level-retries", "1", "--retries", "1"]))

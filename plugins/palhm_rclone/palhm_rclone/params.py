@@ -74,6 +74,11 @@ class Settings:
         remote = params["remote"]
         if "\n" in remote or "\0" in remote:
             raise (place / "remote").error("must be one line")
+        if remote.startswith("-"):
+            raise (place / "remote").error(
+                "starts with '-', which rclone would take for an option "
+                "(write ./-name for a local directory)"
+            )
         config = params.get("config")
         if config is not None and not os.path.isfile(config):
             raise (place / "config").error(f"{config}: no such file")
