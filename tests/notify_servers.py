@@ -33,6 +33,8 @@ class HttpRecorder:
     a ``Location`` header when ``location`` is set), recording it first."""
 
     status: int = 200
+    #: The status line's text (default: the usual one for ``status``).
+    reason: str | None = None
     location: str | None = None
     requests: list[Request] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
@@ -53,7 +55,7 @@ class HttpRecorder:
                 if recorder.holding:
                     recorder.released.wait(60)  # a server that stopped answering
                     return
-                self.send_response(recorder.status)
+                self.send_response(recorder.status, recorder.reason)
                 if recorder.location:
                     self.send_header("Location", recorder.location)
                 self.send_header("Content-Length", "2")

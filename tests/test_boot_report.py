@@ -217,3 +217,17 @@ def test_a_line_break_in_the_subject_never_makes_a_header(tmp_path):
     headers = call["stdin"].split("\n\n")[0].splitlines()
     assert f"Subject: Boot of {HOST} Bcc: evil@example.com" in headers
     assert not any(line.startswith("Bcc:") for line in headers)
+
+
+def test_a_failing_mua_is_one_line_with_its_secrets_hidden(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    program = bindir / "mailx"
+    program.write_text("#!/bin/sh\necho 'relay refused: --password=hunter2' >&2\nexit 3\n")
+    program.chmod(0o755)
+    config = write_config(tmp_path, {"boot-report": {"mua": "mailx", "mail-to": ["root"]}})
+    result = run_palhm("boot-report", config=config, env=path_with(bindir))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "exited with status 3: relay refused: --password=<hidden>" in result.stderr
+    assert "hunter2" not in result.stderr

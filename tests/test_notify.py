@@ -626,3 +626,19 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_huge_answer_makes_one_warning_line_of_bounded_length(tmp_path, http):
+    http.status, http.reason = 400, "Bad " + "x" * 50_000
+    config = write_config(
+        tmp_path,
+        {
+            "notify": [{"type": "webhook", "url": http.url + "/x", "on": ["success"]}],
+            "tasks": [backup(tmp_path)],
+        },
+    )
+    result = run_palhm("run", "db", config=config)
+    assert result.returncode == 0, result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if "could not send" in x]
+    assert "HTTP 400 Bad xxx" in line and line.endswith("...")
+    assert len(line) < 1000

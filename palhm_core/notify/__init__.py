@@ -132,6 +132,9 @@ def subscribe(params: dict[str, Any], place: Place, plugins) -> Subscription:
     return Subscription(notifier, notifier.events(params))
 
 
+#: The longest reason a warning line of a notifier quotes (a server's
+#: answer may be of any length).
+ERROR_MAX = 500
 #: Seconds a delivery is given beyond its notifier's timeout before it is
 #: left behind (its own waits are bounded by the timeout already).
 GRACE = 2.0
@@ -176,22 +179,30 @@ def deliver(subs: list[Subscription], message: Message, log) -> None:
     """Send ``message`` through every subscription that wants its event; a
     failure is one warning line and the others are still tried. Each
     delivery ends within its notifier's timeout (and :data:`GRACE`)."""
-    from palhm_core.redact import redact
-
     for sub in subs:
         if message.event not in sub.on:
             continue
         try:
             send_bounded(sub.notifier, message)
         except Exception as e:
-            text = " ".join(str(e).split()) or type(e).__name__
             log.warning(
                 "notifier %s: could not send the %s notification: %s",
                 sub.notifier.describe(),
                 message.event,
-                redact(text),
+                failure_text(e),
             )
         else:
             log.debug(
                 "notifier %s: sent the %s notification", sub.notifier.describe(), message.event
             )
+
+
+def failure_text(error: BaseException) -> str:
+    """Why a delivery failed, as one line: secrets hidden, at most
+    :data:`ERROR_MAX` characters of it."""
+    from palhm_core.redact import redact
+
+    text = " ".join(str(error).split()) or type(error).__name__
+    if len(text) > ERROR_MAX:
+        text = text[:ERROR_MAX] + "..."
+    return redact(text)
