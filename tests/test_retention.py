@@ -477,6 +477,35 @@ def test_prune_applies_the_caps_after_the_policy(tmp_path):
     assert "nb-copy-limit" in done.stdout
 
 
+def test_prune_without_policy_or_caps_keeps_every_copy(tmp_path):
+    root = tmp_path / "root"
+    cfg = write_config(tmp_path, {"tasks": [_task_with(root)]})
+    for _ in range(2):
+        assert run_palhm("run", "b", "--lock-dir", tmp_path / "locks", config=cfg).returncode == 0
+    made = copies(root)
+    done = run_palhm(
+        "backups",
+        "prune",
+        "b",
+        "--dry-run",
+        "--json",
+        "--lock-dir",
+        tmp_path / "locks",
+        config=cfg,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [(c["prefix"], c["keep"], c["reasons"]) for c in json.loads(done.stdout)["copies"]] == [
+        (made[0], True, []),
+        (made[1], True, ["newest"]),
+    ]
+    done = run_palhm("backups", "prune", "b", "--lock-dir", tmp_path / "locks", config=cfg)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "keep 2 copies:" and lines[1].startswith("PREFIX")
+    assert "delete" not in done.stdout
+    assert copies(root) == made
+
+
 def test_prune_exits_75_while_a_run_holds_the_task_lock(tmp_path):
     from palhm_core.lock import RunLocks
 

@@ -83,7 +83,11 @@ def _prune(args, plugins, task, backend) -> int:
             "time": copy_time(c).isoformat(),
             "size": c.size,
             "keep": c.prefix in rotation.kept,
-            "reasons": rotation.kept.get(c.prefix) or [rotation.why_deleted[c.prefix]],
+            "reasons": (
+                rotation.kept[c.prefix]
+                if c.prefix in rotation.kept
+                else [rotation.why_deleted[c.prefix]]
+            ),
         }
         for c in sorted(counted, key=lambda c: c.prefix)
     ]
