@@ -107,6 +107,24 @@ def test_a_remote_rclone_would_take_for_an_option_is_a_config_error(tmp_path, re
     assert "backend-param.remote" in line and "option" in line, line
 
 
+@pytest.mark.parametrize(
+    ("flags", "bad"),
+    [
+        (["--dry-run"], 0),
+        (["-n"], 0),
+        (["--bwlimit", "1M", "--exclude=*.sql"], 2),
+        (["--max-depth", "1"], 0),
+    ],
+)
+def test_flags_that_make_rclone_store_list_or_delete_less_are_a_config_error(tmp_path, flags, bad):
+    """A dry run would report copies complete with nothing stored; a filter
+    hides copies or PALHM's own files from the listing and rotation."""
+    conf = config(tmp_path, task(f"{tmp_path}/root", flags=flags))
+    result = run_palhm("config", "check", config=conf)
+    assert result.returncode == 2, result.stderr
+    assert f"backend-param.flags[{bad}]" in one_line(result.stderr)
+
+
 def test_bad_credentials_fail_the_run_in_one_line_without_the_secret(tmp_path, sftp_served):
     wrong = fresh_root(sftp_served).replace("pass=", "pass=x", 1)
     conf = config(tmp_path, task(wrong, flags=["--low-level-retries", "1", "--retries", "1"]))

@@ -44,7 +44,9 @@ SCHEMA = {
             "type": "array",
             "items": {"type": "string"},
             "description": "More options given to every rclone command, such as "
-            '["--sftp-key-file", "/etc/palhm/id_ed25519"] or ["--bwlimit", "10M"].',
+            '["--sftp-key-file", "/etc/palhm/id_ed25519"] or ["--bwlimit", "10M"]. Not a dry '
+            "run nor filters (--dry-run, --exclude, --max-age ...): PALHM must store, list "
+            "and delete every key of its root.",
         },
         "timeout": {
             "type": "number",
@@ -56,6 +58,15 @@ SCHEMA = {
     },
     "required": ["remote"],
 }
+
+#: rclone options that would make it store nothing (a dry run), ask on the
+#: terminal, or list and delete less than asked (filters): PALHM's
+#: listings, rotation and leftovers rely on seeing and deleting every key.
+_REFUSED = re.compile(
+    r"-n|-i|-f|--(?:dry-run|interactive|ignore-errors|max-delete(?:-size)?|max-depth"
+    r"|(?:min|max)-(?:age|size)|hash-filter|ignore-case|delete-excluded|exclude-if-present"
+    r"|(?:metadata-)?(?:include|exclude|filter)(?:-from)?|files-from(?:-raw|0)?)"
+)
 
 #: Option names of a connection string whose values are secrets.
 _SECRET = re.compile(r"pass|secret|token|key|auth|credential|sas", re.IGNORECASE)
@@ -82,6 +93,11 @@ class Settings:
         config = params.get("config")
         if config is not None and not os.path.isfile(config):
             raise (place / "config").error(f"{config}: no such file")
+        for i, flag in enumerate(params.get("flags", ())):
+            if _REFUSED.fullmatch(flag.partition("=")[0]):
+                raise (place / "flags" / i).error(
+                    f"{flag}: PALHM must store, list and delete every key of its root"
+                )
         settings = cls(
             remote=remote,
             program=find_program(params.get("rclone"), place),
