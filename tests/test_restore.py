@@ -350,3 +350,21 @@ def test_restore_into_a_directory_names_what_it_cannot_write_in_one_line(tmp_pat
     done = run_palhm("restore", "backup", "latest", "n" * 255, "--to", dest, config=cfg)
     assert done.returncode == 0, done.stderr
     assert (dest / ("n" * 255)).read_text() == "long\n"
+
+
+def test_latest_names_a_newer_damaged_copy_it_passes_over(tmp_path):
+    root, dest = tmp_path / "root", tmp_path / "dest"
+    counter = tmp_path / "n"
+    counter.write_text("0")
+    bump = f"n=$(($(cat {counter}) + 1)); echo $n > {counter}; echo run $n"
+    obj = {"path": "note.txt", "pipeline": [inline("sh", "-c", bump)]}
+    cfg = write_config(tmp_path, {"tasks": [backup_task(root=str(root), objects=[obj])]})
+    _run(cfg)
+    _run(cfg)
+    older, newer = copies(root)
+    (root / newer / "note.txt").write_text("")  # the storage holds less than the manifest
+    done = run_palhm("restore", "backup", "--to", dest, config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert (dest / "note.txt").read_text() == "run 1\n"
+    assert f"copy {newer} is damaged" in done.stderr
+    assert f"restored {older}/note.txt" in done.stderr

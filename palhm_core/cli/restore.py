@@ -55,7 +55,7 @@ def _selected(entries: list[dict], paths: list[str], prefix: str) -> list[dict]:
 
 def cmd_restore(args) -> int:
     from palhm_core.cli import effective_vl, load_config
-    from palhm_core.copies import judge_copies
+    from palhm_core.copies import judge_copies, warnings
     from palhm_core.errors import PalhmError, UsageError
     from palhm_core.process import Children
     from palhm_core.verify import pick_copies
@@ -71,7 +71,12 @@ def cmd_restore(args) -> int:
     backend.open()
     children = Children()
     try:
-        (copy,) = pick_copies(judge_copies(backend, task.id), backend, args.prefix, False)
+        copies = judge_copies(backend, task.id)
+        # Damaged and future-dated copies are said first: "latest" passes
+        # over a newer one and restores older data.
+        for line in warnings(copies):
+            log.warning("%s: %s", task.id, line)
+        (copy,) = pick_copies(copies, backend, args.prefix, False)
         if copy.manifest is None:
             raise PalhmError(f"copy {copy.prefix!r} is damaged: {copy.why}")
         entries = _selected(copy.manifest["objects"], args.paths, copy.prefix)
