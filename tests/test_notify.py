@@ -372,6 +372,15 @@ def test_notifier_mistakes_are_config_errors(tmp_path):
                 {"type": "webhook", "url": "https://hc.example/ping/sec ret"},
                 {"type": "webhook", "url": "https://hc.example:99999/ping/secret"},
                 {"type": "webhook", "url": "https://hc.example/ping/gr\u00fc\u00dfe"},
+                {
+                    "type": "mail",
+                    "to": ["a@b"],
+                    "via": "smtp",
+                    "smtp-host": "mail.example.com",
+                    "security": "none",
+                    "user": "u",
+                    "password-env": "P",
+                },
             ],
             "tasks": [
                 {**backup(tmp_path), "notify": [{"type": "mail", "to": ["root"], "user": "u"}]}
@@ -397,6 +406,9 @@ def test_notifier_mistakes_are_config_errors(tmp_path):
     assert any(
         line.endswith("notify[5].url: '\u00fc' in the URL: write it percent-encoded (such as %20)")
         for line in lines
+    ), lines
+    assert any(
+        "notify[6].security: none would send the password in plain text" in line for line in lines
     ), lines
     assert "/ping/" not in result.stderr
     assert any(

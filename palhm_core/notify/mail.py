@@ -130,6 +130,11 @@ class MailNotifier(Notifier):
                 raise (place / "user").error("required with a password")
             if self.user and not (self.password_file or self.password_env):
                 raise (place / "user").error("needs password-file or password-env")
+            if self.user and self.security == "none" and not _this_host(self.host):
+                raise (place / "security").error(
+                    "none would send the password in plain text: use starttls or ssl, "
+                    "or none only to a server on this host (localhost, 127.0.0.1, ::1)"
+                )
         else:
             for key in smtp_only:
                 if key in params:
@@ -244,6 +249,18 @@ class MailNotifier(Notifier):
             raise NotifyError(f"SMTP {self.host}:{self.port}: {_smtp_error(e)}") from None
         except (OSError, ssl.SSLError) as e:
             raise NotifyError(f"SMTP {self.host}:{self.port}: {e.strerror or e}") from None
+
+
+def _this_host(host: str) -> bool:
+    """``host`` names this host: localhost, or a loopback address."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_address(address: str, place) -> None:
