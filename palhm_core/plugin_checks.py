@@ -111,7 +111,11 @@ def _class_problem(kind: str, cls: type, name: Any) -> str | None:
 def _schema_problem(schema: Any, reserved: frozenset[str]) -> str | None:
     if not isinstance(schema, dict):
         return f"is {what(schema)}, not a JSON Schema object"
-    error = _metaschema_error(schema)
+    try:
+        error = _metaschema_error(schema)
+        undescribed = None if error else _undescribed(schema, "")
+    except RecursionError:
+        return "is nested too deeply"
     if error:
         return error
     properties = schema.get("properties", {})
@@ -121,7 +125,6 @@ def _schema_problem(schema: Any, reserved: frozenset[str]) -> str | None:
             f"defines {', '.join(map(repr, taken))}, which the core adds itself "
             f"(reserved: {', '.join(sorted(reserved))})"
         )
-    undescribed = _undescribed(schema, "")
     if undescribed:
         return f"property {undescribed!r} has no description"
     return None

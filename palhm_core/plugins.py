@@ -236,11 +236,19 @@ class Plugins:
                     names,
                     f"{hookname} returned {plugin_checks.what(returned)}, not a list of classes",
                 )
-            names += [(kind, c.name) for c in returned if isinstance(getattr(c, "name", 0), str)]
-            for cls in returned:
-                problem = plugin_checks.check_class(kind, cls)
-                if problem:
-                    return given, names, problem
+            try:
+                own = [c.name for c in returned if isinstance(getattr(c, "name", 0), str)]
+                problem = next(
+                    filter(None, (plugin_checks.check_class(kind, c) for c in returned)), None
+                )
+            except Exception as e:  # a class whose name or checks raise
+                return given, names, f"checking its {kind} classes raised {_error_line(e)}"
+            names += [(kind, n) for n in own]
+            if problem:
+                return given, names, problem
+            twice = sorted({n for n in own if own.count(n) > 1})
+            if twice:
+                return given, names, f"gives two {kind} classes named {twice[0]!r}"
             given[kind] = list(returned)
         return given, names, None
 

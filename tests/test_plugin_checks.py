@@ -58,6 +58,10 @@ WARNINGS = {
     "characters); plugin disabled",
     "broken-settings": "settings schema: properties.url.type: 'strng' is not a JSON Schema "
     "type (string, integer, number, boolean, object, array, null); plugin disabled",
+    "broken-metaclass": "checking its backend classes raised RuntimeError: no name before "
+    "palhm_configure; plugin disabled",
+    "broken-twice": "gives two backend classes named 'twice'; plugin disabled",
+    "broken-deep": "backend 'broken-deep': schema: is nested too deeply; plugin disabled",
 }
 
 
