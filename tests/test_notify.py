@@ -373,6 +373,12 @@ def test_notifier_mistakes_are_config_errors(tmp_path):
                 {"type": "webhook", "url": "https://hc.example:99999/ping/secret"},
                 {"type": "webhook", "url": "https://hc.example/ping/gr\u00fc\u00dfe"},
                 {
+                    "type": "webhook",
+                    "url": "https://hc.example/x",
+                    "headers": {"Authorization": "Bearer tok-5ecret\n"},
+                },
+                {"type": "webhook", "url": "https://hc.example/x", "headers": {"X Y": "1"}},
+                {
                     "type": "mail",
                     "to": ["a@b"],
                     "via": "smtp",
@@ -408,9 +414,18 @@ def test_notifier_mistakes_are_config_errors(tmp_path):
         for line in lines
     ), lines
     assert any(
-        "notify[6].security: none would send the password in plain text" in line for line in lines
+        "notify[8].security: none would send the password in plain text" in line for line in lines
     ), lines
-    assert "/ping/" not in result.stderr
+    assert any(
+        line.endswith(
+            "notify[6].headers: the value of Authorization holds a line break or control character"
+        )
+        for line in lines
+    ), lines
+    assert any("notify[7].headers: 'X Y' is not an HTTP header name" in line for line in lines), (
+        lines
+    )
+    assert "/ping/" not in result.stderr and "tok-5ecret" not in result.stderr
     assert any(
         line.endswith("tasks[0].notify[0].user: is for via smtp, not sendmail") for line in lines
     ), lines

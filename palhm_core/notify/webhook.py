@@ -22,6 +22,7 @@ its secret, and ``Authorization`` headers are hidden by ``config show``.
 from __future__ import annotations
 
 import json
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -40,6 +41,8 @@ PING_PATHS = {"start": "/start", "success": "", "failure": "/fail", "boot": ""}
 #: The first wait between two attempts; it doubles after each.
 BACKOFF = 0.5
 USER_AGENT = "PALHM notifier"
+#: An HTTP header name (a token of RFC 9110).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class WebhookNotifier(Notifier):
@@ -82,6 +85,8 @@ class WebhookNotifier(Notifier):
         if self.preset == "healthchecks":
             self.url = self.url.rstrip("/")
         self.headers: dict[str, str] = params.get("headers", {})
+        for name, value in self.headers.items():
+            _check_header(name, value, place / "headers")
         self.retries: int = params.get("retries", 2)
 
     def events(self, params):
@@ -163,6 +168,19 @@ def _check_url(url: str, place) -> None:
         port = 0
     if port == 0:
         raise place.error("the URL's port is not a number from 1 to 65535")
+
+
+def _check_header(name: str, value: str, place) -> None:
+    """A header http.client can send; the error never shows the value (it
+    may be a token)."""
+    if not _HEADER_NAME.fullmatch(name):
+        raise place.error(f"{name!r} is not an HTTP header name (letters, digits and -)")
+    if any((c < " " and c != "\t") or c == "\x7f" for c in value):
+        raise place.error(f"the value of {name} holds a line break or control character")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise place.error(f"the value of {name} holds a character outside Latin-1") from None
 
 
 def _no_redirects():
