@@ -7,7 +7,8 @@ with a ``name`` a config can write (lower case letters and digits, words
 joined by ``-``, ``_`` or ``.``), a one-line ``description`` and a
 ``schema`` that is valid JSON Schema (checked against the Draft 2020-12
 metaschema, as config files are validated with that draft), gives every
-property a ``description`` (or only a ``$ref``) and defines none of the keys
+property a ``description`` (or only a ``$ref``), refers to no other document
+(every ``$ref`` starts with ``#``) and defines none of the keys
 the core adds beside it. A class with an abstract method left unimplemented
 is refused naming the methods. A plugin's settings schema is held to the same
 schema rules.
@@ -112,7 +113,7 @@ def _schema_problem(schema: Any, reserved: frozenset[str]) -> str | None:
     if not isinstance(schema, dict):
         return f"is {what(schema)}, not a JSON Schema object"
     try:
-        error = _metaschema_error(schema)
+        error = _metaschema_error(schema) or _outside_ref(schema, ())
         undescribed = None if error else _undescribed(schema, "")
     except RecursionError:
         return "is nested too deeply"
@@ -143,6 +144,29 @@ def _metaschema_error(schema: dict) -> str | None:
     if error.absolute_path and error.absolute_path[-1] == "type" and error.validator == "anyOf":
         message = f"{error.instance!r} is not a JSON Schema type ({', '.join(TYPES)})"
     return f"{where}: {message}" if where else message
+
+
+def _outside_ref(node: Any, path: tuple) -> str | None:
+    """The first ``$ref`` or ``$dynamicRef`` naming another document:
+    jsonschema would fetch it (from the network) at every config load."""
+    from palhm_core.config.place import format_path
+
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef") and not str(value).startswith("#"):
+                return (
+                    f"{format_path((*path, key))}: {value!r} is not in the schema "
+                    "(a $ref starts with '#': PALHM fetches no schema)"
+                )
+            found = _outside_ref(value, (*path, key))
+            if found:
+                return found
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found = _outside_ref(value, (*path, i))
+            if found:
+                return found
+    return None
 
 
 @functools.cache

@@ -62,6 +62,9 @@ WARNINGS = {
     "palhm_configure; plugin disabled",
     "broken-twice": "gives two backend classes named 'twice'; plugin disabled",
     "broken-deep": "backend 'broken-deep': schema: is nested too deeply; plugin disabled",
+    "broken-remote-ref": "backend 'broken-remote-ref': schema: properties.port.$ref: "
+    "'http://127.0.0.1:9/port.json' is not in the schema (a $ref starts with '#': PALHM "
+    "fetches no schema); plugin disabled",
 }
 
 
