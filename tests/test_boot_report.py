@@ -231,3 +231,15 @@ def test_a_failing_mua_is_one_line_with_its_secrets_hidden(tmp_path):
     assert result.stderr.count("\n") == 1
     assert "exited with status 3: relay refused: --password=<hidden>" in result.stderr
     assert "hunter2" not in result.stderr
+
+
+def test_a_recipient_is_never_an_option_of_the_mua(tmp_path):
+    bindir = tmp_path / "bin"
+    log = fake_mua(bindir, "mailx")
+    config = write_config(
+        tmp_path, {"boot-report": {"mua": "mailx", "mail-to": ["root", "-Ssendmail=/bin/false"]}}
+    )
+    result = run_palhm("boot-report", config=config, env=path_with(bindir))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"palhm: {config}: boot-report.mail-to[1]: ")
+    assert calls(log) == []

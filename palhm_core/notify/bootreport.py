@@ -75,7 +75,11 @@ SCHEMA = {
         },
         "mail-to": {
             "type": "array",
-            "items": {"type": "string", "minLength": 1},
+            "items": {
+                "type": "string",
+                "pattern": "^[^-\\s][^\\x00-\\x1f\\x7f]*$",
+                "description": "A recipient, not starting with - or a blank, on one line.",
+            },
             "minItems": 1,
             "description": "Recipients: addresses or users (mailx, sendmail), topic ARNs "
             "(aws-sns).",
