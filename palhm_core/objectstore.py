@@ -394,9 +394,13 @@ class ObjectStoreBackend(Backend):
     def _finish_rotation(self, scan: dict[str, _Prefix]) -> list[str]:
         """Remove what a rotation cut short left of the copies its journal
         names (``PREFIX<TAB>KEYS`` lines): those that lost their manifest or
-        any key. Then the journal."""
-        with self.open_key(JOURNAL_NAME) as f:
-            text = f.read(1 << 24)
+        any key. Then the journal. A journal listed but gone (a listing
+        that lags behind a deletion) is nothing to finish."""
+        try:
+            with self.open_key(JOURNAL_NAME) as f:
+                text = f.read(1 << 24)
+        except FileNotFoundError:
+            return []
         removed = []
         for line in text.decode(errors="replace").splitlines():
             prefix, tab, count = line.rpartition("\t")

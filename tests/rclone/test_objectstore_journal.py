@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from palhm_rclone.backend import RcloneBackend
 
-from palhm_core.objectstore import JOURNAL_HEAD, JOURNAL_NAME
+from palhm_core.objectstore import JOURNAL_HEAD, JOURNAL_NAME, StoredKey
 from palhm_core.testing import Storage, listed, make_copy, prefix_at
 
 from .conftest import rclone_program
@@ -33,4 +33,25 @@ def test_a_rotation_cut_short_is_finished_for_the_copies_it_touched(tmp_path, rc
     )
     assert sorted(listed(backend)) == [untouched, kept]
     assert sorted(p.name for p in root.iterdir()) == [untouched, kept]
+    backend.close()
+
+
+class _StaleListing(RcloneBackend):
+    """A remote whose listing is eventually consistent: it still shows the
+    journal that a finished rotation deleted."""
+
+    def list_keys(self, prefix):
+        yield from super().list_keys(prefix)
+        if prefix == "":
+            yield StoredKey(JOURNAL_NAME, len(JOURNAL_HEAD))
+
+
+def test_a_journal_listed_but_already_gone_is_no_failure(tmp_path, rclone_env):
+    root = tmp_path / "root"
+    params = {"remote": f":local:{root}", "rclone": rclone_program()}
+    backend = _StaleListing(params, Storage.place())
+    backend.open()
+    make_copy(backend, prefix_at(0), {"a": b"alpha\n"})
+    assert backend.clean_leftovers() == []
+    assert sorted(listed(backend)) == [prefix_at(0)]
     backend.close()
