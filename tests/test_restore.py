@@ -368,3 +368,21 @@ def test_latest_names_a_newer_damaged_copy_it_passes_over(tmp_path):
     assert (dest / "note.txt").read_text() == "run 1\n"
     assert f"copy {newer} is damaged" in done.stderr
     assert f"restored {older}/note.txt" in done.stderr
+
+
+def test_a_to_that_is_no_directory_is_one_line_and_exit_2(tmp_path):
+    obj = {"path": "note.txt", "pipeline": [inline("echo", "x")]}
+    cfg = write_config(
+        tmp_path, {"tasks": [backup_task(root=str(tmp_path / "root"), objects=[obj])]}
+    )
+    _run(cfg)
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    for to, problem in [
+        (afile, "not a directory"),
+        (afile / "sub", "cannot make the directory: Not a directory"),
+    ]:
+        done = run_palhm("restore", "backup", "--to", to, config=cfg)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == f"palhm: --to {to}: {problem}\n"
+    assert afile.read_text() == "mine\n"

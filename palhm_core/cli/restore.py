@@ -93,9 +93,17 @@ def cmd_restore(args) -> int:
 
 
 def _into_dir(backend, prefix: str, entries: list[dict], to: str, force: bool) -> None:
+    from palhm_core.errors import UsageError
     from palhm_core.restore import write_object
 
-    os.makedirs(to, mode=0o700, exist_ok=True)
+    try:
+        os.makedirs(to, mode=0o700, exist_ok=True)
+    except FileExistsError:
+        pass  # not a directory: said below
+    except OSError as e:
+        raise UsageError(f"--to {to}: cannot make the directory: {e.strerror or e}") from None
+    if not os.path.isdir(to):
+        raise UsageError(f"--to {to}: not a directory")
     for entry in entries:
         where = write_object(backend, prefix, entry, to, force=force)
         log.info("restored %s/%s to %s", prefix, entry["path"], where)
