@@ -8,7 +8,8 @@ joined by ``-``, ``_`` or ``.``), a one-line ``description`` and a
 ``schema`` that is valid JSON Schema (checked against the Draft 2020-12
 metaschema, as config files are validated with that draft), gives every
 property a ``description`` (or only a ``$ref``), refers to no other document
-(every ``$ref`` starts with ``#``) and defines none of the keys
+(every ``$ref`` starts with ``#``), holds nothing beside ``properties`` and
+``required`` (the rest would be ignored) and defines none of the keys
 the core adds beside it. A class with an abstract method left unimplemented
 is refused naming the methods. A plugin's settings schema is held to the same
 schema rules.
@@ -100,13 +101,32 @@ def _class_problem(kind: str, cls: type, name: Any) -> str | None:
         return "has no description (one line, shown by palhm plugins)"
     if len(description.splitlines()) > 1:
         return "description is not one line"
-    problem = _schema_problem(getattr(cls, "schema", None), reserved_keys(kind))
+    schema = getattr(cls, "schema", None)
+    problem = _schema_problem(schema, reserved_keys(kind)) or _ignored(kind, schema)
     if problem:
         return f"schema: {problem}"
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         return f"does not implement the abstract method(s) {missing}"
     return None
+
+
+def _ignored(kind: str, schema: dict) -> str | None:
+    """What of a class's schema the config schema would not keep: only its
+    ``properties`` and ``required`` are composed into it (a builtin's
+    ``param`` schema is kept whole)."""
+    if kind == "builtin":
+        return None
+    noop = {"properties", "required", "$comment"} | (
+        {"type"} if schema.get("type") == "object" else set()
+    )
+    ignored = sorted(set(schema) - noop)
+    if not ignored:
+        return None
+    return (
+        f"{', '.join(map(repr, ignored))} would be ignored: PALHM keeps only 'properties' "
+        "and 'required' of a class's schema"
+    )
 
 
 def _schema_problem(schema: Any, reserved: frozenset[str]) -> str | None:

@@ -65,6 +65,8 @@ WARNINGS = {
     "broken-remote-ref": "backend 'broken-remote-ref': schema: properties.port.$ref: "
     "'http://127.0.0.1:9/port.json' is not in the schema (a $ref starts with '#': PALHM "
     "fetches no schema); plugin disabled",
+    "broken-dropped": "backend 'broken-dropped': schema: 'oneOf' would be ignored: PALHM "
+    "keeps only 'properties' and 'required' of a class's schema; plugin disabled",
 }
 
 
