@@ -63,7 +63,7 @@ def check_class(kind: str, cls: Any) -> str | None:
 
 def check_settings_schema(schema: Any) -> str | None:
     """Why a plugin's settings schema cannot be used, or None."""
-    return _schema_problem(schema, frozenset())
+    return _schema_problem(schema, frozenset()) or _ignored("settings", schema)
 
 
 def reserved_keys(kind: str) -> frozenset[str]:
@@ -112,9 +112,9 @@ def _class_problem(kind: str, cls: type, name: Any) -> str | None:
 
 
 def _ignored(kind: str, schema: dict) -> str | None:
-    """What of a class's schema the config schema would not keep: only its
-    ``properties`` and ``required`` are composed into it (a builtin's
-    ``param`` schema is kept whole)."""
+    """What of a class's or a settings schema the config schema would not
+    keep: only its ``properties`` and ``required`` are composed into it (a
+    builtin's ``param`` schema is kept whole)."""
     if kind == "builtin":
         return None
     noop = {"properties", "required", "$comment"} | (
@@ -123,9 +123,10 @@ def _ignored(kind: str, schema: dict) -> str | None:
     ignored = sorted(set(schema) - noop)
     if not ignored:
         return None
+    whose = "a settings" if kind == "settings" else "a class's"
     return (
         f"{', '.join(map(repr, ignored))} would be ignored: PALHM keeps only 'properties' "
-        "and 'required' of a class's schema"
+        f"and 'required' of {whose} schema"
     )
 
 

@@ -67,6 +67,8 @@ WARNINGS = {
     "fetches no schema); plugin disabled",
     "broken-dropped": "backend 'broken-dropped': schema: 'oneOf' would be ignored: PALHM "
     "keeps only 'properties' and 'required' of a class's schema; plugin disabled",
+    "broken-settings-dropped": "settings schema: 'dependentRequired' would be ignored: PALHM "
+    "keeps only 'properties' and 'required' of a settings schema; plugin disabled",
 }
 
 
