@@ -114,11 +114,16 @@ def test_a_remote_rclone_would_take_for_an_option_is_a_config_error(tmp_path, re
         (["-n"], 0),
         (["--bwlimit", "1M", "--exclude=*.sql"], 2),
         (["--max-depth", "1"], 0),
+        (["-vv"], 0),
+        (["--log-level", "DEBUG"], 0),
+        (["--log-file=/tmp/rclone.log"], 0),
     ],
 )
 def test_flags_that_make_rclone_store_list_or_delete_less_are_a_config_error(tmp_path, flags, bad):
     """A dry run would report copies complete with nothing stored; a filter
-    hides copies or PALHM's own files from the listing and rotation."""
+    hides copies or PALHM's own files from the listing and rotation; a log
+    level fails every command beside PALHM's --quiet, a log file hides
+    rclone's errors from PALHM's messages."""
     conf = config(tmp_path, task(f"{tmp_path}/root", flags=flags))
     result = run_palhm("config", "check", config=conf)
     assert result.returncode == 2, result.stderr

@@ -45,8 +45,8 @@ SCHEMA = {
             "items": {"type": "string"},
             "description": "More options given to every rclone command, such as "
             '["--sftp-key-file", "/etc/palhm/id_ed25519"] or ["--bwlimit", "10M"]. Not a dry '
-            "run nor filters (--dry-run, --exclude, --max-age ...): PALHM must store, list "
-            "and delete every key of its root.",
+            "run, filters nor log options (--dry-run, --exclude, --max-age, -v ...): PALHM "
+            "must store, list and delete every key of its root, and tells rclone's errors.",
         },
         "timeout": {
             "type": "number",
@@ -67,6 +67,9 @@ _REFUSED = re.compile(
     r"|(?:min|max)-(?:age|size)|hash-filter|ignore-case|delete-excluded|exclude-if-present"
     r"|(?:metadata-)?(?:include|exclude|filter)(?:-from)?|files-from(?:-raw|0)?)"
 )
+#: rclone options about its log: PALHM runs rclone with --quiet (which
+#: rclone refuses beside another level) and tells rclone's errors itself.
+_LOGGING = re.compile(r"-v+|-q|--(?:verbose|quiet|log-level|log-file|use-json-log)")
 
 #: Option names of a connection string whose values are secrets.
 _SECRET = re.compile(r"pass|secret|token|key|auth|credential|sas", re.IGNORECASE)
@@ -94,9 +97,14 @@ class Settings:
         if config is not None and not os.path.isfile(config):
             raise (place / "config").error(f"{config}: no such file")
         for i, flag in enumerate(params.get("flags", ())):
-            if _REFUSED.fullmatch(flag.partition("=")[0]):
+            name = flag.partition("=")[0]
+            if _REFUSED.fullmatch(name):
                 raise (place / "flags" / i).error(
                     f"{flag}: PALHM must store, list and delete every key of its root"
+                )
+            if _LOGGING.fullmatch(name):
+                raise (place / "flags" / i).error(
+                    f"{flag}: PALHM runs rclone with --quiet and tells rclone's errors itself"
                 )
         settings = cls(
             remote=remote,
