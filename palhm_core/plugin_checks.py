@@ -7,8 +7,8 @@ with a ``name`` a config can write (lower case letters and digits, words
 joined by ``-``, ``_`` or ``.``), a one-line ``description`` and a
 ``schema`` that is valid JSON Schema (checked against the Draft 2020-12
 metaschema, as config files are validated with that draft), gives every
-property a ``description`` (or only a ``$ref``), refers to no other document
-(every ``$ref`` starts with ``#``), holds nothing beside ``properties`` and
+property a ``description`` (or only a ``$ref``), refers only to the
+definitions the core shares (:data:`SHARED_DEFS`), holds nothing beside ``properties`` and
 ``required`` (the rest would be ignored) and defines none of the keys
 the core adds beside it. A class with an abstract method left unimplemented
 is refused naming the methods. A plugin's settings schema is held to the same
@@ -28,6 +28,9 @@ from typing import Any
 #: What a config writes to select a class: ``aws-s3``, ``iso8601``, ``example-dir``.
 NAME = re.compile(r"[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)*\Z")
 NAME_MAX = 64
+#: The definitions of the config schema a plugin's schema may ``$ref``:
+#: a pipeline, a routine, an exec definition (and ``#/$defs/step.TYPE``).
+SHARED_DEFS = ("#/$defs/pipeline", "#/$defs/routine", "#/$defs/exec-definition")
 
 #: kind -> (module, class) every class of that kind subclasses.
 BASES = {
@@ -167,17 +170,24 @@ def _metaschema_error(schema: dict) -> str | None:
     return f"{where}: {message}" if where else message
 
 
+def _shared_def(ref: object) -> bool:
+    return ref in SHARED_DEFS or (isinstance(ref, str) and ref.startswith("#/$defs/step."))
+
+
 def _outside_ref(node: Any, path: tuple) -> str | None:
-    """The first ``$ref`` or ``$dynamicRef`` naming another document:
-    jsonschema would fetch it (from the network) at every config load."""
+    """The first ``$ref`` or ``$dynamicRef`` naming anything but a definition
+    the core shares: another document, which jsonschema would fetch (from the
+    network) at every config load, or a place of the config schema that may
+    not exist (a traceback at every config load)."""
     from palhm_core.config.place import format_path
 
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("$ref", "$dynamicRef") and not str(value).startswith("#"):
+            if key in ("$ref", "$dynamicRef") and not _shared_def(value):
                 return (
-                    f"{format_path((*path, key))}: {value!r} is not in the schema "
-                    "(a $ref starts with '#': PALHM fetches no schema)"
+                    f"{format_path((*path, key))}: {value!r} is not a definition the core "
+                    f"shares ({', '.join(SHARED_DEFS)} or #/$defs/step.TYPE; "
+                    "PALHM fetches no schema)"
                 )
             found = _outside_ref(value, (*path, key))
             if found:

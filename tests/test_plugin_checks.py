@@ -63,8 +63,13 @@ WARNINGS = {
     "broken-twice": "gives two backend classes named 'twice'; plugin disabled",
     "broken-deep": "backend 'broken-deep': schema: is nested too deeply; plugin disabled",
     "broken-remote-ref": "backend 'broken-remote-ref': schema: properties.port.$ref: "
-    "'http://127.0.0.1:9/port.json' is not in the schema (a $ref starts with '#': PALHM "
-    "fetches no schema); plugin disabled",
+    "'http://127.0.0.1:9/port.json' is not a definition the core shares (#/$defs/pipeline, "
+    "#/$defs/routine, #/$defs/exec-definition or #/$defs/step.TYPE; PALHM fetches no schema); "
+    "plugin disabled",
+    "broken-local-ref": "backend 'broken-local-ref': schema: properties.port.$ref: "
+    "'#/$defs/nosuch' is not a definition the core shares (#/$defs/pipeline, "
+    "#/$defs/routine, #/$defs/exec-definition or #/$defs/step.TYPE; PALHM fetches no schema); "
+    "plugin disabled",
     "broken-dropped": "backend 'broken-dropped': schema: 'oneOf' would be ignored: PALHM "
     "keeps only 'properties' and 'required' of a class's schema; plugin disabled",
     "broken-settings-dropped": "settings schema: 'dependentRequired' would be ignored: PALHM "
