@@ -69,18 +69,25 @@ class Iso8601:
 
 
 def check_order(prefix: str, copies: list[CopyInfo]) -> None:
-    """Refuse to rotate after making copy ``prefix`` when it does not sort
-    after every other copy that counts (:func:`palhm_core.copies.own`):
-    rotation deletes the copies that sort first and ``latest`` is the one
-    that sorts last, so with a generator whose names do not grow, rotation
-    would delete the newest copies. Future-dated copies do not count, as in
-    rotation (the clock went back; see :mod:`palhm_core.copies`).
+    """Refuse to rotate after making copy ``prefix`` when a copy made before
+    it (by the times in the manifests) sorts after it, among the copies that
+    count (:func:`palhm_core.copies.own`): rotation deletes the copies that
+    sort first and ``latest`` is the one that sorts last, so with a generator
+    whose names do not grow, rotation would delete the newest copies. A copy
+    that sorts after the new one and was also made after it (the clock was
+    set back by less than the future tolerance) agrees with its name and is
+    no error; future-dated copies do not count, as in rotation.
 
     :raises TaskError: naming the newest copy, before anything is deleted.
     """
     from palhm_core.copies import own
+    from palhm_core.rotation import copy_time
 
-    newer = sorted(c.prefix for c in own(copies) if c.prefix > prefix)
+    counted = own(copies)
+    made = [copy_time(c) for c in counted if c.prefix == prefix]
+    newer = sorted(
+        c.prefix for c in counted if c.prefix > prefix and (not made or copy_time(c) < made[0])
+    )
     if newer:
         raise TaskError(
             f"the new copy {prefix!r} sorts before copy {newer[-1]!r}, made earlier: the prefix "

@@ -184,6 +184,10 @@ class Settings:
             raise (place / "endpoint-url").error(
                 f"expected a URL such as https://s3.example.com, got {endpoint!r}"
             )
+        if any(ord(c) < 32 or ord(c) == 127 for c in params["root"]):
+            raise (place / "root").error(
+                "holds a control character, which many S3 servers refuse in keys"
+            )
         checksum = params.get("checksum", "SHA256")
         return cls(
             bucket=params["bucket"],
