@@ -141,14 +141,17 @@ class Children:
                 )
             except OSError as e:
                 raise TaskError(f"cannot run {argv[0]!r}: {e.strerror or e}") from None
+            # The guardian first: until it knows the group, a kill -9 of
+            # PALHM would leave the group running.
+            self._guardian.tell(b"+", proc.pid)
             try:
                 child = Child(proc, argv[0].rsplit("/", 1)[-1])
             except OSError as e:  # no pidfd (out of descriptors): it cannot be watched
                 _killpg(proc.pid, signal.SIGKILL)  # not reaped yet: still its group
                 proc.wait()
+                self._guardian.tell(b"-", proc.pid)
                 raise TaskError(f"cannot watch {argv[0]!r}: {e.strerror or e}") from None
             self._live.add(child)
-            self._guardian.tell(b"+", proc.pid)
         return child
 
     def wait(self, child: Child, timeout: float | None = None) -> int:
