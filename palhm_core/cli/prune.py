@@ -59,7 +59,7 @@ def _prune(args, plugins, task, backend) -> int:
     import logging
 
     from palhm_core.copies import judge_copies, own, warnings
-    from palhm_core.rotation import copy_time, decide, delete
+    from palhm_core.rotation import decide, delete
 
     log = logging.getLogger("palhm")
     copies = judge_copies(backend, task.id)
@@ -77,20 +77,7 @@ def _prune(args, plugins, task, backend) -> int:
         root_size_limit=task.root_size_limit,
         policy=task.policy,
     )
-    rows = [
-        {
-            "prefix": c.prefix,
-            "time": copy_time(c).isoformat(),
-            "size": c.size,
-            "keep": c.prefix in rotation.kept,
-            "reasons": (
-                rotation.kept[c.prefix]
-                if c.prefix in rotation.kept
-                else [rotation.why_deleted[c.prefix]]
-            ),
-        }
-        for c in sorted(counted, key=lambda c: c.prefix)
-    ]
+    rows = _rows(counted, rotation)
     if args.json:
         doc = {"task": task.id, "dry-run": args.dry_run, "copies": rows}
         json.dump(doc, sys.stdout, indent=2)
@@ -108,6 +95,26 @@ def _prune(args, plugins, task, backend) -> int:
 
     delete(backend, rotation, on_delete=gone)
     return 0
+
+
+def _rows(counted, rotation) -> list[dict]:
+    """One row per copy that counts, oldest name first: kept or not, and why."""
+    from palhm_core.rotation import copy_time
+
+    return [
+        {
+            "prefix": c.prefix,
+            "time": copy_time(c).isoformat(),
+            "size": c.size,
+            "keep": c.prefix in rotation.kept,
+            "reasons": (
+                rotation.kept[c.prefix]
+                if c.prefix in rotation.kept
+                else [rotation.why_deleted[c.prefix]]
+            ),
+        }
+        for c in sorted(counted, key=lambda c: c.prefix)
+    ]
 
 
 def _table(rows: list[dict], dry_run: bool) -> None:
