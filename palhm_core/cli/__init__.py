@@ -105,6 +105,17 @@ def _help(parser, sub, topic) -> int:
     return 0
 
 
+def storage_of(task, doing: str):
+    """The backend keeping ``task``'s copies, for a command that ``doing``
+    (``prune``, ``restore``) needs them."""
+    from palhm_core.errors import UsageError
+
+    backend = task.storage()
+    if backend is None or backend.stores_nothing:
+        raise UsageError(f"task {task.id!r} keeps no copies: nothing to {doing}")
+    return backend
+
+
 def config_path(args) -> str:
     return args.config or os.environ.get("PALHM_CONFIG") or DEFAULT_CONFIG
 

@@ -34,15 +34,12 @@ def add_parser(bsub) -> None:
 
 
 def cmd_prune(args) -> int:
-    from palhm_core.cli import config_path, load_config
-    from palhm_core.errors import UsageError
+    from palhm_core.cli import config_path, load_config, storage_of
     from palhm_core.lock import RunLocks
 
     plugins, conf, _ = load_config(args)
     task = conf.task(args.task)
-    backend = task.storage()
-    if backend is None or backend.stores_nothing:
-        raise UsageError(f"task {task.id!r} keeps no copies: nothing to prune")
+    backend = storage_of(task, "prune")
     locks = RunLocks(config_path(args), [task.id], args.lock_dir)
     locks.acquire()
     try:

@@ -54,7 +54,7 @@ def _selected(entries: list[dict], paths: list[str], prefix: str) -> list[dict]:
 
 
 def cmd_restore(args) -> int:
-    from palhm_core.cli import effective_vl, load_config
+    from palhm_core.cli import effective_vl, load_config, storage_of
     from palhm_core.copies import judge_copies, warnings
     from palhm_core.errors import PalhmError, UsageError
     from palhm_core.process import Children
@@ -62,9 +62,7 @@ def cmd_restore(args) -> int:
 
     _, conf, vl = load_config(args)
     task = conf.task(args.task)
-    backend = task.storage()
-    if backend is None or backend.stores_nothing:
-        raise UsageError(f"task {task.id!r} keeps no copies: nothing to restore")
+    backend = storage_of(task, "restore")
     if args.force and not args.to:
         raise UsageError("--force replaces files under --to DIR: give --to")
     _stop_on_signals()
