@@ -28,6 +28,12 @@ How a copy is kept safe, written once here:
   one request in any order).
 - Sizes are the listing's: PALHM's own files (manifest, ``SHA256SUMS``,
   marker) are not counted.
+- A backup run lists every key of the root once, before the copy is begun
+  (the leftover scan). After the commit, a store that lists copy names alone
+  (:meth:`ObjectStoreBackend.list_prefixes`) is asked only for them, and the
+  keys of each copy are those of the scan (see
+  :meth:`ObjectStoreBackend.list_copies` for why they still hold); any name
+  the scan did not see makes it list every key again.
 """
 
 from __future__ import annotations
@@ -120,6 +126,7 @@ class ObjectCopy(CopyWriter):
         # as incomplete, and a failure here leaves it to rollback.
         b.delete_keys([f"{self.key_prefix}{MARKER_NAME}"])
         self.done = True
+        b._committed(self.prefix, dict(self._stored))
 
     def rollback(self) -> None:
         if self.done:
@@ -204,6 +211,10 @@ class ObjectStoreBackend(Backend):
         super().__init__(params, place)
         self._listed: dict[str, _Prefix] = {}  # what list_copies last found
         self._journal = False  # the last scan found a rotation's journal
+        #: What the leftover scan left in the root (complete copies and
+        #: PREFIXes not PALHM's) and the copies committed since; None when
+        #: there was no scan in this session, or once list_copies used it.
+        self._known: dict[str, _Prefix] | None = None
 
     # -- the primitives a store provides -------------------------------------------
 
@@ -244,6 +255,17 @@ class ObjectStoreBackend(Backend):
 
     # -- optional hooks ------------------------------------------------------------
 
+    def list_prefixes(self) -> Iterable[str] | None:
+        """The first-level names under the root (each ``NAME`` for which a
+        key ``NAME/...`` exists), in any order, listing none of the keys under
+        them: S3's ListObjectsV2 with the delimiter ``/`` (its common
+        prefixes). A backup run asks for them after its commit, where the
+        keys of each copy are known already (see :meth:`list_copies`); an
+        iterator may fetch pages as it is consumed. Default: None, the store
+        cannot list names alone, and the base lists every key instead
+        (:meth:`list_keys`)."""
+        return None
+
     def cancel_sink(self, sink: Sink) -> bool:
         """The copy is being rolled back: make ``sink`` (one :meth:`put`
         returned) start no more requests. True if one is still under way and
@@ -279,7 +301,35 @@ class ObjectStoreBackend(Backend):
         return ObjectCopy(self, prefix)
 
     def list_copies(self) -> list[CopyInfo]:
-        self._listed = self._scan()
+        """Every copy, from a listing of every key; or, the first time after
+        the leftover scan of this session (a backup run's rotation, after its
+        commit), from a listing of the names alone (:meth:`list_prefixes`),
+        with the keys of each copy as the scan found them, or as the commit
+        stored them for the copy just made. What is reused still holds:
+
+        - the scan removed every copy with a marker, so each name it left is
+          a complete copy or a PREFIX that PALHM did not make;
+        - PALHM never changes a complete copy, and only rotation and prune
+          delete one (manifest first); two runs of a task never overlap. A
+          copy deleted since is not listed; a copy deleted in part since
+          keeps a name but lost its manifest first, and is then judged
+          incomplete when its manifest is read (never counted or rotated);
+        - a PREFIX that PALHM did not make never becomes a copy of PALHM's:
+          :meth:`begin` refuses a PREFIX that holds a key. It stays left alone;
+        - a name the scan did not see (a copy another writer made meanwhile,
+          an incomplete copy) is unknown: then every key is listed, and every
+          copy is judged from that fresh listing."""
+        known, self._known = self._known, None
+        names = None if known is None else self.list_prefixes()
+        if names is None:
+            self._listed = self._scan()
+        else:
+            fresh = {n for n in names if n}
+            if fresh <= known.keys():
+                self._listed = {p: e for p, e in known.items() if p in fresh}
+            else:
+                log.debug("%s: copies unknown to the scan; listing every key", self.describe())
+                self._listed = self._scan()
         return [
             CopyInfo(
                 prefix,
@@ -313,6 +363,8 @@ class ObjectStoreBackend(Backend):
             if self.unfinished_name:
                 detail += f", {len(unfinished.get(prefix, ()))} {self.unfinished_name}"
             removed.append(f"incomplete copy {self.where(prefix + '/')} ({detail})")
+            del scan[prefix]
+        self._known = scan
         return removed
 
     def delete_copies(self, prefixes: list[str], deleted: Callable[[str], None]) -> None:
@@ -354,6 +406,18 @@ class ObjectStoreBackend(Backend):
         return self.open_key(f"{prefix}/{path}")
 
     # -- helpers -------------------------------------------------------------------
+
+    def _committed(self, prefix: str, stored: dict[str, int]) -> None:
+        """The copy ``prefix`` is complete, holding ``stored`` (size by
+        PATH, PALHM's own files included): known to the next
+        :meth:`list_copies` as a listing would show it."""
+        if self._known is None:
+            return
+        self._known[prefix] = _Prefix(
+            keys=[f"{prefix}/{path}" for path in stored],
+            files={p: n for p, n in stored.items() if p not in OWN_FILES},
+            manifest=True,
+        )
 
     def _batches(self, keys: list[str]) -> list[list[str]]:
         n = max(1, self.delete_batch)

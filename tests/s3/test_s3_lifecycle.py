@@ -408,3 +408,131 @@ def test_an_existing_prefix_is_never_reused(bucket):
         assert bucket.key_list() == [f"{ROOT}/taken/x"]
     finally:
         backend.close()
+
+
+# -- the rotation's listing after the commit -----------------------------------------------
+#
+# A run lists every key once, before its copy (the leftover scan); after the
+# commit it lists copy names alone and reuses what the scan found. These
+# tests change the bucket while the run makes its copy (the object's own
+# pipeline does it, between the scan and the commit), as another writer would.
+
+CHANGER = """\
+import json, os, sys
+import boto3
+client = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
+for action, key, body in json.loads(sys.argv[3]):
+    if action == "put":
+        client.put_object(Bucket=sys.argv[2], Key=key, Body=bytes.fromhex(body))
+    else:
+        client.delete_object(Bucket=sys.argv[2], Key=key)
+sys.stdout.write("made while the bucket changed\\n")
+"""
+
+
+def changing_object(bucket, actions: list[tuple[str, str, bytes]]) -> dict:
+    """A backup object whose pipeline applies ``actions`` (``("put", key,
+    body)`` or ``("delete", key, b"")``) to the bucket, then writes a line."""
+    doc = json.dumps([(a, k, body.hex()) for a, k, body in actions])
+    argv = [sys.executable, "-c", CHANGER, bucket.endpoint, bucket.name, doc]
+    return {"path": "a", "pipeline": [{"type": "exec-inline", "argv": argv}]}
+
+
+def copy_keys(prefix: str, paths: list[str], task: str = "backup") -> list[tuple[str, str, bytes]]:
+    """The puts that make a complete copy of ``task`` holding ``paths``
+    (each ``b"x"``), manifest last."""
+    from palhm_core.manifest import make_manifest, manifest_bytes
+
+    body = b"x"
+    digest = hashlib.sha256(body).hexdigest()
+    doc = make_manifest(
+        task=task,
+        prefix=prefix,
+        version="test",
+        started=prefix,
+        finished=prefix,
+        objects=[{"path": p, "size": len(body), "sha256": digest} for p in paths],
+    )
+    puts = [("put", f"{ROOT}/{prefix}/{p}", body) for p in paths]
+    return [*puts, ("put", f"{ROOT}/{prefix}/{MANIFEST}", manifest_bytes(doc))]
+
+
+def test_a_copy_made_during_the_run_is_counted_from_a_fresh_listing(tmp_path, bucket):
+    (old,) = put_old_copies(bucket, 1, 2)
+    other = "2000-01-02T00:00:00+00:00"  # newer than old, made by another writer
+    task = s3_task(
+        bucket, [changing_object(bucket, copy_keys(other, ["o/000"]))], **{"nb-copy-limit": 2}
+    )
+    result = run_palhm("run", "backup", config=config(tmp_path, task))
+    assert result.returncode == 0, result.stderr
+    # Counted: old, other and the new copy are three; the oldest goes.
+    (new,) = [p for p in copies(bucket) if p != other]
+    assert copies(bucket) == [other, new]
+    assert bucket.key_list(f"{ROOT}/{old}/") == []
+    assert bucket.key_list(f"{ROOT}/{other}/") == [
+        f"{ROOT}/{other}/{p}" for p in ("o/000", MANIFEST)
+    ]
+
+
+def test_a_copy_deleted_during_the_run_is_not_counted(tmp_path, bucket):
+    old, gone = put_old_copies(bucket, 2, 2)
+    deletes = [("delete", k, b"") for k in sorted(bucket.key_list(f"{ROOT}/{gone}/"))[::-1]]
+    task = s3_task(bucket, [changing_object(bucket, deletes)], **{"nb-copy-limit": 2})
+    result = run_palhm("run", "backup", config=config(tmp_path, task))
+    assert result.returncode == 0, result.stderr
+    # old and the new copy are two: nothing to rotate.
+    (new,) = [p for p in copies(bucket) if p != old]
+    assert copies(bucket) == [old, new]
+    assert len(bucket.key_list(f"{ROOT}/{old}/")) == 4
+    assert "rotated away" not in result.stderr
+
+
+def test_a_copy_losing_its_manifest_during_the_run_is_neither_counted_nor_deleted(tmp_path, bucket):
+    old, cut = put_old_copies(bucket, 2, 2)
+    change = [("delete", f"{ROOT}/{cut}/{MANIFEST}", b"")]
+    task = s3_task(bucket, [changing_object(bucket, change)], **{"nb-copy-limit": 2})
+    result = run_palhm("run", "backup", config=config(tmp_path, task))
+    assert result.returncode == 0, result.stderr
+    (new,) = [p for p in copies(bucket) if p != old]
+    assert copies(bucket) == [old, new]
+    assert len(bucket.key_list(f"{ROOT}/{cut}/")) == 3  # its objects and SHA256SUMS
+
+
+def test_prefixes_not_palhms_stay_untouched_when_they_change_during_the_run(tmp_path, bucket):
+    foreign = put_foreign(bucket)  # ROOT/foreign/data.bin among them
+    old = put_old_copies(bucket, 2, 1)
+    # Another writer adds to ROOT/foreign, down to a manifest of this task
+    # naming what it holds: the scan saw no copy there, and PALHM never made one.
+    change = [("put", f"{ROOT}/foreign/more.bin", b"x")]
+    change += copy_keys("foreign", ["data.bin", "more.bin"])
+    task = s3_task(bucket, [changing_object(bucket, change)], **{"nb-copy-limit": 1})
+    result = run_palhm("run", "backup", config=config(tmp_path, task))
+    assert result.returncode == 0, result.stderr
+    rotated = [ln.rsplit(" ", 1)[1] for ln in result.stderr.splitlines() if "rotated away" in ln]
+    assert rotated == old
+    (new,) = [p for p in copies(bucket) if p != "foreign"]
+    assert sorted(bucket.key_list()) == sorted(
+        [
+            *foreign,
+            f"{ROOT}/foreign/more.bin",
+            f"{ROOT}/foreign/{MANIFEST}",
+            *(f"{ROOT}/{new}/{p}" for p in ("a", "SHA256SUMS", MANIFEST)),
+        ]
+    )
+
+
+def test_the_rotation_lists_copy_names_alone_after_the_commit(tmp_path, bucket):
+    from .flaky_proxy import FlakyProxy, never_fails
+
+    old = put_old_copies(bucket, 3, 1)
+    with FlakyProxy(bucket.endpoint, fails=never_fails) as proxy:
+        params = {"endpoint-url": proxy.endpoint, "nb-copy-limit": 2}
+        task = s3_task(bucket, [obj("a", "echo", "new")], **params)
+        result = run_palhm("-v", "run", "backup", config=config(tmp_path, task))
+        assert result.returncode == 0, result.stderr
+    (new,) = [p for p in copies(bucket) if p not in old]
+    assert copies(bucket) == [old[2], new]
+    lists = [path for method, path in proxy.requests if method == "GET" and "list-type=2" in path]
+    # The scan of ROOT, the check that PREFIX is free, then names alone.
+    assert len(lists) == 3, lists
+    assert "delimiter=" not in lists[0] and "delimiter=%2F" in lists[2], lists

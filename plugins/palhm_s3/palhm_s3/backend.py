@@ -4,10 +4,10 @@ The copy lifecycle (the ``.palhm-partial`` marker, the manifest last, the
 rotation's journal, leftovers of killed runs) is
 :class:`palhm_core.api.ObjectStoreBackend`'s; this module gives it S3's
 primitives: a multipart upload streamed from the sink (:mod:`palhm_s3.upload`),
-ListObjectsV2 pages, DeleteObjects of 1,000 keys, GetObject streamed. It also
-aborts the unfinished multipart uploads of failed and killed runs and, with
-``rot-storage-class``, moves a copy's objects to that class before its marker
-goes.
+ListObjectsV2 pages (of keys, or of copy names alone), DeleteObjects of 1,000
+keys, GetObject streamed. It also aborts the unfinished multipart uploads of
+failed and killed runs and, with ``rot-storage-class``, moves a copy's objects
+to that class before its marker goes.
 """
 
 from __future__ import annotations
@@ -116,6 +116,20 @@ class S3Backend(ObjectStoreBackend):
             for page in pages:
                 for obj in page.get("Contents", ()):
                     yield StoredKey(obj["Key"][start:], obj["Size"], obj.get("LastModified"))
+
+    def list_prefixes(self) -> Iterator[str]:
+        """ListObjectsV2 with the delimiter ``/``: the common prefixes, one
+        entry per copy, whatever the copies hold. rclone serve s3 reads every
+        object it lists to answer its MD5: listing no object after the commit
+        spares it reading the copy just made."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.base, Delimiter="/"
+        )
+        start = len(self.base)
+        with self.errors(f"cannot list {self.where('')}"):
+            for page in pages:
+                for common in page.get("CommonPrefixes", ()):
+                    yield common["Prefix"][start:].removesuffix("/")
 
     def delete_keys(self, keys: Sequence[str]) -> None:
         """One DeleteObjects; keys already gone are not an error."""
