@@ -3,7 +3,7 @@
 The names a plugin needs are importable from here: ``hookimpl`` to mark hook
 implementations, the :class:`Backend`/:class:`Sink` contract and the error
 classes. They are loaded on first use (PEP 562), so that ``palhm --help``
-does not pay for pluggy and importlib.metadata.
+does not pay for pluggy.
 """
 
 from __future__ import annotations
@@ -47,12 +47,9 @@ __all__ = [
 
 def __getattr__(name: str):
     if name == "__version__":
-        from importlib import metadata
+        from palhm_core.entrypoints import version
 
-        try:
-            value = metadata.version("palhm")
-        except metadata.PackageNotFoundError:  # running from a checkout
-            value = "0+unknown"
+        value = version("palhm") or "0+unknown"  # not installed: running from a checkout
     elif name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
     else:

@@ -14,7 +14,9 @@ the core adds beside it. A class with an abstract method left unimplemented
 is refused naming the methods. A plugin's settings schema is held to the same
 schema rules.
 
-Each class and each settings schema is checked once per process.
+Each class and each settings schema is checked once per process, and a
+schema that passed the metaschema is not checked again while it is unchanged
+(:mod:`palhm_core.cache`).
 """
 
 from __future__ import annotations
@@ -156,12 +158,18 @@ def _schema_problem(schema: Any, reserved: frozenset[str]) -> str | None:
 
 
 def _metaschema_error(schema: dict) -> str | None:
+    from palhm_core import cache
+
+    check = cache.key("metaschema", schema)
+    if cache.passed(check):
+        return None
     from jsonschema.exceptions import best_match
 
     from palhm_core.config.place import format_path
 
     error = best_match(_metaschema_validator().iter_errors(schema))
     if error is None:
+        cache.remember(check)
         return None
     where = format_path(tuple(error.absolute_path))
     message = " ".join(error.message.split())

@@ -11,6 +11,11 @@ a plugin that gives anything unusable is disabled whole, with one warning,
 and a config naming what it meant to provide is told why. Hooks are called
 through pluggy one plugin at a time (:meth:`Plugins._call_one`), so that one
 plugin's exception never keeps another from a hook.
+
+A plugin already summed up in PALHM's cache that implements only registry
+hooks is not imported at start (:mod:`palhm_core.plugin_summary`): its
+classes are known by name, description and schema, and its module is
+imported the first time one of them is used (:attr:`Registered.cls`).
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from types import ModuleType
 
 import pluggy
 
-from palhm_core import hookspecs, plugin_checks
+from palhm_core import cache, entrypoints, hookspecs, plugin_checks, plugin_summary
 from palhm_core.errors import PluginError
 
 log = logging.getLogger("palhm")
@@ -85,8 +90,26 @@ class PluginInfo:
 
 @dataclass
 class Registered:
-    cls: type
+    """A class a plugin registered. Its name, description and schema are
+    known at once; the class itself, of a plugin not imported yet, is
+    imported on first use of :attr:`cls`."""
+
+    name: str
+    description: str
+    schema: dict
     plugin: PluginInfo
+    loaded: type | None = None
+    load: Callable[[], None] | None = None  # imports the plugin, setting loaded
+
+    @classmethod
+    def of(cls, klass: type, plugin: PluginInfo) -> Registered:
+        return cls(klass.name, klass.description, klass.schema, plugin, klass)
+
+    @property
+    def cls(self) -> type:
+        if self.loaded is None:
+            self.load()
+        return self.loaded
 
 
 class Plugins:
@@ -106,6 +129,10 @@ class Plugins:
         self.settings_schemas: dict[str, dict] = {}
         #: Passed to every event hook as ``dry_run`` (set by ``palhm run``).
         self.dry_run = False
+        #: Plugin name -> (entry point, summary) of the plugins not imported.
+        self.deferred: dict[str, tuple[entrypoints.EntryPoint, dict]] = {}
+        #: Plugin name -> fingerprint, of the plugins imported (to sum up).
+        self._fingerprints: dict[str, str] = {}
         core = _core_version()
         for modname in BUILTIN_MODULES:
             module = importlib.import_module(modname)
@@ -116,10 +143,10 @@ class Plugins:
         self.autoload = autoload
         wanted = {n.strip() for n in os.environ.get("PALHM_PLUGINS", "").split(",") if n.strip()}
         found = set()
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        for ep in sorted(entrypoints.entry_points(ENTRY_POINT_GROUP), key=lambda e: e.name):
             found.add(ep.name)
             if autoload or ep.name in wanted:
-                self._load_entry_point(ep)
+                self._add_entry_point(ep)
         for name in sorted(wanted - found):
             log.warning("PALHM_PLUGINS names %r, but no installed distribution provides it", name)
         self.registries = self._build_registries()
@@ -128,17 +155,27 @@ class Plugins:
     def hook(self):
         return self.pm.hook
 
-    def _load_entry_point(self, ep: metadata.EntryPoint) -> None:
-        dist = ep.dist
-        info = PluginInfo(
-            ep.name, dist.name if dist else "?", dist.version if dist else "?", module=ep.value
-        )
+    def _add_entry_point(self, ep: entrypoints.EntryPoint) -> None:
+        """Import a plugin, or take it from the cache's summary if it may
+        stay unimported."""
+        info = PluginInfo(ep.name, ep.distribution, ep.version, module=ep.value)
         if ep.name in self.infos or ep.name in self.failed:
             other = self.infos.get(ep.name) or self.failed[ep.name]
             raise PluginError(
                 f"plugin name {ep.name!r} is claimed by both "
                 f"{getattr(other, 'distribution', other)} and {info.distribution}: uninstall one"
             )
+        fingerprint = plugin_summary.fingerprint(ep)
+        known = cache.summary(fingerprint) if fingerprint else None
+        if known is not None and plugin_summary.deferrable(known):
+            self.infos[ep.name] = info
+            self.deferred[ep.name] = (ep, known)
+            return
+        self._load_entry_point(ep, info)
+        if fingerprint and ep.name in self.infos:
+            self._fingerprints[ep.name] = fingerprint
+
+    def _load_entry_point(self, ep: entrypoints.EntryPoint, info: PluginInfo) -> None:
         try:
             module = ep.load()
         except Exception as e:  # a broken plugin must not take PALHM down
@@ -197,25 +234,71 @@ class Plugins:
         refused."""
         registries: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
         for info in list(self.infos.values()):
-            given, names, problem = self._plugin_classes(info)
-            if problem is None:
-                problem = self._settings_schema(info)
-            if problem is not None:
-                self._disable(info, problem, names)
-                continue
-            for kind, classes in given.items():
+            if info.name in self.deferred:
+                given = self._summed_up(info)
+            else:
+                given = self._checked_classes(info)
+            for kind, entries in given.items():
                 registry = registries[kind]
-                for cls in classes:
-                    if cls.name in registry:
-                        other = registry[cls.name].plugin
+                for entry in entries:
+                    if entry.name in registry:
+                        other = registry[entry.name].plugin
                         raise PluginError(
-                            f"{kind} {cls.name!r} is provided by both {other.distribution} "
+                            f"{kind} {entry.name!r} is provided by both {other.distribution} "
                             f"(plugin {other.name!r}) and {info.distribution} "
                             f"(plugin {info.name!r}): uninstall one"
                         )
-                    registry[cls.name] = Registered(cls, info)
-                    info.provides.setdefault(kind, []).append(cls.name)
+                    registry[entry.name] = entry
+                    info.provides.setdefault(kind, []).append(entry.name)
         return registries
+
+    def _checked_classes(self, info: PluginInfo) -> dict[str, list[Registered]]:
+        """The classes of an imported plugin, by kind, once checked (none if
+        the plugin is disabled); a plugin that passed is summed up in the
+        cache, so that the next run need not import it."""
+        given, names, problem = self._plugin_classes(info)
+        if problem is None:
+            problem = self._settings_schema(info)
+        if problem is not None:
+            self._disable(info, problem, names)
+            return {}
+        plugin = self.pm.get_plugin(info.name)
+        hooks = [caller.name for caller in self.pm.get_hookcallers(plugin) or ()]
+        if info.name in self._fingerprints and hooks:  # none: warned about each time
+            summary = plugin_summary.summarize(given, hooks)
+            if summary is not None:
+                cache.keep_summary(self._fingerprints[info.name], summary)
+        return {kind: [Registered.of(c, info) for c in classes] for kind, classes in given.items()}
+
+    def _summed_up(self, info: PluginInfo) -> dict[str, list[Registered]]:
+        """The classes of a plugin not imported, from its summary."""
+        _, summary = self.deferred[info.name]
+        load = lambda: self._import_deferred(info.name)  # noqa: E731
+        return {
+            kind: [
+                Registered(c["name"], c["description"], c["schema"], info, load=load)
+                for c in classes
+            ]
+            for kind, classes in summary["classes"].items()
+        }
+
+    def _import_deferred(self, name: str) -> None:
+        """Import a plugin known from its summary, and give its classes to
+        the registries; its classes must be those summed up."""
+        ep, summary = self.deferred.pop(name)
+        info = self.infos.pop(name)
+        self._load_entry_point(ep, info)
+        given, _, problem = self._plugin_classes(info) if name in self.infos else ({}, [], None)
+        if name not in self.infos or problem:
+            raise PluginError(problem or self.failures[-1])
+        hooks = [caller.name for caller in self.pm.get_hookcallers(self.pm.get_plugin(name))]
+        if plugin_summary.summarize(given, hooks) != summary:
+            raise PluginError(
+                f"{_label(info)} changed while PALHM was starting (installed or edited): run again"
+            )
+        for kind, classes in given.items():
+            for c in classes:
+                self.registries[kind][c.name].loaded = c
 
     def _plugin_classes(self, info: PluginInfo):
         """The classes one plugin gives, by kind, the (kind, name) pairs it

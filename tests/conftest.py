@@ -54,6 +54,13 @@ _HYPOTHESIS_DIR = None
 if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
     _HYPOTHESIS_DIR = tempfile.mkdtemp(prefix="palhm-hypothesis-")
     os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = _HYPOTHESIS_DIR
+#: PALHM's start-up cache (palhm_core/cache.py), one for the session and its
+#: workers, not the user's ~/.cache; removed like Hypothesis's.
+_CACHE_DIR = None
+if not os.environ.get("PALHM_TEST_CACHE_HOME"):
+    _CACHE_DIR = tempfile.mkdtemp(prefix="palhm-cache-")
+    os.environ["PALHM_TEST_CACHE_HOME"] = _CACHE_DIR
+os.environ["XDG_CACHE_HOME"] = os.environ["PALHM_TEST_CACHE_HOME"]
 
 
 def pytest_configure(config):
@@ -63,6 +70,8 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if _HYPOTHESIS_DIR is not None:
         shutil.rmtree(_HYPOTHESIS_DIR, ignore_errors=True)
+    if _CACHE_DIR is not None:
+        shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
 def pytest_report_header(config):

@@ -9,6 +9,7 @@ mistake is one line on stderr; ``-v`` adds the traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import os
 import sys
@@ -122,6 +123,9 @@ def config_path(args) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     _stdio_open()
+    # Start-up makes many objects and no garbage: the collector would walk
+    # them over and over for nothing (:func:`load_config` turns it back on).
+    gc.disable()
     try:
         status = _main(argv)
     except SystemExit as e:  # --help, a usage error
@@ -245,6 +249,8 @@ def load_config(args):
 
     plugins = Plugins()
     conf = load(config_path(args), plugins)
+    gc.freeze()  # what start-up made lives as long as PALHM: never collected
+    gc.enable()
     vl = effective_vl(args, conf.vl)
     logs.setup(vl)
     return plugins, conf, vl

@@ -234,15 +234,14 @@ def _typed_defs(defs: dict[str, Any], kind: str, registry, what: str, core_keys=
     """``KIND.NAME`` for each class of a registry whose objects name it in
     ``type``: the class's parameters, and the keys the core adds."""
     for name, reg in registry.items():
-        cls = reg.cls
         defs[f"{kind}.{name}"] = _object(
             {
                 "type": {"const": name, "description": what},
                 **(core_keys or {}),
-                **cls.schema.get("properties", {}),
+                **reg.schema.get("properties", {}),
             },
-            cls.schema.get("required", ()),
-            cls.description,
+            reg.schema.get("required", ()),
+            reg.description,
         )
 
 
@@ -265,17 +264,16 @@ def _choice(base: dict, kind: str, registry) -> dict[str, Any]:
 def _backend_defs(defs: dict[str, Any], backends) -> None:
     """``backend.NAME``: a backend's parameters and the keys the core adds."""
     for name, reg in backends.items():
-        cls = reg.cls
         props = {
             **COMMON_BACKEND_KEYS,
             "prefix": {"$ref": "#/$defs/prefix"},
             "keep": {"$ref": "#/$defs/keep"},
         }
-        props.update(cls.schema.get("properties", {}))
+        props.update(reg.schema.get("properties", {}))
         defs[f"backend.{name}"] = _object(
             props,
-            cls.schema.get("required", ()),
-            f"Parameters of the {name} backend: {cls.description}".rstrip(": "),
+            reg.schema.get("required", ()),
+            f"Parameters of the {name} backend: {reg.description}".rstrip(": "),
         )
 
 
@@ -283,7 +281,7 @@ def _builtin_defs(defs: dict[str, Any], builtins) -> None:
     """``builtin.NAME`` (the ``param`` of a builtin step) and the rule that
     picks it by ``builtin-id``."""
     for name, reg in builtins.items():
-        defs[f"builtin.{name}"] = {"description": reg.cls.description, **reg.cls.schema}
+        defs[f"builtin.{name}"] = {"description": reg.description, **reg.schema}
     defs["step.builtin"]["allOf"] = [
         {
             "if": {"properties": {"builtin-id": {"const": name}}, "required": ["builtin-id"]},
@@ -310,7 +308,6 @@ def _task_defs(defs: dict[str, Any], task_types, backends) -> None:
     """``task.NAME``: a task type's keys and the ones the core gives every
     task; a task type with ``backend-param`` gets each backend's parameters."""
     for name, reg in task_types.items():
-        cls = reg.cls
         props = {
             "id": {"type": "string", "description": "The task's name, as `palhm run` takes it."},
             "type": {"const": name, "description": "The task type."},
@@ -320,10 +317,10 @@ def _task_defs(defs: dict[str, Any], task_types, backends) -> None:
                 "description": "Notifiers told of this task's start, success or failure, "
                 "each time it runs.",
             },
-            **cls.schema.get("properties", {}),
+            **reg.schema.get("properties", {}),
         }
         defs[f"task.{name}"] = _object(
-            props, ["id", "type", *cls.schema.get("required", ())], cls.description
+            props, ["id", "type", *reg.schema.get("required", ())], reg.description
         )
         if "backend-param" in props:  # a task storing copies: parameters per backend
             defs[f"task.{name}"]["allOf"] = _backend_params(backends)
@@ -332,7 +329,7 @@ def _task_defs(defs: dict[str, Any], task_types, backends) -> None:
 def _backend_params(backends) -> list[dict[str, Any]]:
     """For each backend, its ``backend-param`` schema; a backend with
     required parameters needs the object itself."""
-    needs = {b for b, breg in backends.items() if breg.cls.schema.get("required")}
+    needs = {b for b, breg in backends.items() if breg.schema.get("required")}
     return [
         {
             "if": {"properties": {"backend": {"const": b}}, "required": ["backend"]},
@@ -449,7 +446,14 @@ def validate(schema: dict, doc: Any, file: str) -> list[str]:
 def problems(schema: dict, doc: Any, file: str) -> list[tuple[tuple, str, bool]]:
     """Every problem of ``doc`` as (JSON path parts, ``FILE: path: problem``,
     whether the value there is unusable), in the order the places appear in
-    the file. An unknown key leaves the object that holds it usable."""
+    the file. An unknown key leaves the object that holds it usable. A
+    document that passed with this schema before has none
+    (:mod:`palhm_core.cache`)."""
+    from palhm_core import cache
+
+    check = cache.key("config", schema, doc)
+    if cache.passed(check):
+        return []
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(schema)
@@ -459,6 +463,8 @@ def problems(schema: dict, doc: Any, file: str) -> list[tuple[tuple, str, bool]]
         for parts, line in _describe(err, file):
             lines.setdefault(line, (parts, unusable))
     found = [(parts, line, unusable) for line, (parts, unusable) in lines.items()]
+    if not found:
+        cache.remember(check)
     return sorted(found, key=lambda f: _position(doc, f[0]))
 
 
