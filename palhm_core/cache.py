@@ -16,8 +16,9 @@ worked out afresh:
   keyed by a fingerprint of its files and of the installed distributions
   (:mod:`palhm_core.plugins` makes it; :func:`summary`, :func:`keep_summary`).
 
-Both are files under ``$XDG_CACHE_HOME/palhm`` (``~/.cache/palhm`` by
-default), each keeping its most recent entries. A forged entry could let a
+Both are files in ``$CACHE_DIRECTORY`` when systemd sets it (the unit's
+``CacheDirectory=palhm``), else ``$XDG_CACHE_HOME/palhm`` (``~/.cache/palhm``
+by default), each keeping its most recent entries. A forged entry could let a
 config skip its checks, so the directory and the files are used only if
 they belong to the user running PALHM and no other user can write them;
 otherwise, or when they cannot be read or written, PALHM remembers nothing
@@ -130,10 +131,14 @@ def _read(name: str) -> dict[str, Any]:
 
 def _directory(create: bool) -> str | None:
     """The cache directory if it is the user's own; made if ``create``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    if not os.path.isabs(base):  # as the XDG spec says: ignored
+    systemd = os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+    if systemd:
+        directory = systemd
+    else:
+        home = os.path.join(os.path.expanduser("~"), ".cache")
+        directory = os.path.join(os.environ.get("XDG_CACHE_HOME") or home, "palhm")
+    if not os.path.isabs(directory):  # a relative XDG_CACHE_HOME is ignored, as XDG says
         return None
-    directory = os.path.join(base, "palhm")
     try:
         if create and not os.path.lexists(directory):
             os.makedirs(directory, mode=0o700)
