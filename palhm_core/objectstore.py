@@ -309,11 +309,12 @@ class ObjectStoreBackend(Backend):
 
         - the scan removed every copy with a marker, so each name it left is
           a complete copy or a PREFIX that PALHM did not make;
-        - PALHM never changes a complete copy, and only rotation and prune
-          delete one (manifest first); two runs of a task never overlap. A
-          copy deleted since is not listed; a copy deleted in part since
-          keeps a name but lost its manifest first, and is then judged
-          incomplete when its manifest is read (never counted or rotated);
+        - PALHM never changes a complete copy; only rotation and ``palhm
+          backups prune`` delete one, manifest first, and both hold the
+          task's lock, which this run holds. A copy deleted since (by hand,
+          another host) is not listed; one that lost its manifest since is
+          judged incomplete when its manifest is read (never counted or
+          rotated);
         - a PREFIX that PALHM did not make never becomes a copy of PALHM's:
           :meth:`begin` refuses a PREFIX that holds a key. It stays left alone;
         - a name the scan did not see (a copy another writer made meanwhile,
