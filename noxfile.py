@@ -40,11 +40,17 @@ PYTEST_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
 LONG_FAULTS = {"PALHM_FAULTS_TRIALS": "20", "PALHM_FAULTS_FUZZ": "500"}
 
 
+#: The build-system requirement of the core and of every plugin (pyproject.toml).
+BUILD_REQUIRES = "setuptools>=77"
+
+
 def install_palhm(session: nox.Session, *extra: str) -> None:
     """The core and every plugin (``extra`` may name more, and the test
     plugins) as distributions, not editable, so entry point discovery is
     what gets tested. Built from a temporary copy of the checkout: pip builds
-    in the source tree, which stays clean."""
+    in the source tree, which stays clean. They are built with the session's
+    own setuptools, not one per distribution in an isolated environment of
+    its own, which tripled the time of the install."""
     import shutil
     import tempfile
 
@@ -52,8 +58,11 @@ def install_palhm(session: nox.Session, *extra: str) -> None:
     copy = tempfile.mkdtemp(prefix="palhm-install-")
     try:
         _checkout_copy(copy)
+        session.install(BUILD_REQUIRES)
         session.install(
-            copy, *(os.path.join(copy, e) if e in local else e for e in (*PLUGINS, *extra))
+            "--no-build-isolation",
+            copy,
+            *(os.path.join(copy, e) if e in local else e for e in (*PLUGINS, *extra)),
         )
     finally:
         shutil.rmtree(copy, ignore_errors=True)
