@@ -66,7 +66,7 @@ def test_256_mib_from_a_pipe_round_trips(tmp_path, bucket):
 @pytest.mark.slow  # hundreds of MiB through the server: nox -s slow
 def test_peak_memory_does_not_grow_with_the_object(tmp_path, bucket):
     rss = {}
-    # The baseline: palhm with boto3 loaded, one PUT of 1 KiB, no part buffers.
+    # The baseline: palhm with botocore loaded, one PUT of 1 KiB, no part buffers.
     conf = config(tmp_path / "base", s3_task(bucket, [obj("small", "echo", "x")], root="mem0"))
     result, base, _ = run_measured("run", "backup", config=conf)
     assert result.returncode == 0, result.stderr

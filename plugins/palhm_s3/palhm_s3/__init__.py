@@ -2,7 +2,7 @@
 S3-compatible store (MinIO, Ceph, R2, B2, Wasabi), uploaded from the pipeline
 as it runs.
 
-This module only registers the backend class; boto3 is imported when a
+This module only registers the backend class; botocore is imported when a
 backend is opened (:mod:`palhm_s3.client`), never by ``palhm --help`` or
 ``palhm plugins``.
 """

@@ -1,6 +1,8 @@
-"""Making the boto3 S3 client. The only module that imports boto3, and only
-when a backend is opened: ``palhm --help``, ``palhm plugins`` and runs of
-other backends never load it."""
+"""Making the S3 client. The only module that makes one, and only when a
+backend is opened: ``palhm --help``, ``palhm plugins`` and runs of other
+backends never load botocore. The client is botocore's own, made without
+boto3: importing boto3 imports s3transfer too, which PALHM does not use
+(0.03-0.05 s of CPU in every run)."""
 
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ def parse_timestamp(value: str) -> datetime:
 
 
 def make_client(settings: Settings, errors: S3Errors, pool_size: int, where: str) -> Any:
-    """A low-level S3 client (thread-safe) for ``settings``."""
-    import boto3
+    """A low-level S3 client (thread-safe) for ``settings``: boto3's
+    ``client("s3")``, with the same credential chain and profiles."""
     import botocore.session
     from botocore.config import Config
 
@@ -53,12 +55,11 @@ def make_client(settings: Settings, errors: S3Errors, pool_size: int, where: str
         options["request_checksum_calculation"] = "when_required"
         options["response_checksum_validation"] = "when_required"
     with errors(f"cannot use {where}"):
-        core = botocore.session.get_session()
-        core.get_component("response_parser_factory").set_parser_defaults(
+        session = botocore.session.Session(profile=settings.profile)
+        session.get_component("response_parser_factory").set_parser_defaults(
             timestamp_parser=parse_timestamp
         )
-        session = boto3.session.Session(botocore_session=core, profile_name=settings.profile)
-        return session.client(
+        return session.create_client(
             "s3",
             region_name=settings.region,
             endpoint_url=settings.endpoint_url,

@@ -79,7 +79,7 @@ class _Part:
 class UploadSink(Sink):
     """One object of the copy being made, streamed to ``key``.
 
-    :param client: the boto3 S3 client.
+    :param client: the botocore S3 client.
     :param extra: arguments of PutObject/CreateMultipartUpload (storage
         class, server-side encryption).
     :param checksum: the checksum algorithm (``SHA256``) or ``None``.
