@@ -49,7 +49,6 @@ import logging
 import os
 import re
 import stat
-import tempfile
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -244,6 +243,8 @@ def write_atomically(path: str, data: bytes, mode: int) -> None:
     path = os.path.abspath(path)
     directory, name = os.path.split(path)
     try:
+        import tempfile
+
         # A name the node exporter ignores (not *.prom) while it is incomplete.
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     except OSError as e:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import decimal
-
 from palhm_core.config.place import Place
 
 DECIMAL_TYPES = ["integer", "number", "string"]
@@ -23,6 +21,10 @@ def parse_limit(value, place: Place) -> int | None:
         return None
     if isinstance(value, bool):
         raise place.error(f"expected a decimal, got {value!r}")
+    if isinstance(value, int) and 0 <= value < 10**100:  # the usual case, exact
+        return value
+    import decimal
+
     if isinstance(value, str):
         text = value.strip()
         if text.lower() in _INFINITIES:

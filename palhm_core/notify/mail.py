@@ -18,7 +18,6 @@ The program runs without a shell and is killed when it outlasts ``timeout``.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 
@@ -163,6 +162,8 @@ class MailNotifier(Notifier):
     def _program(self, name: str) -> str:
         if self.program:
             return self.program
+        import shutil
+
         found = shutil.which(name)
         if found is None and name == "sendmail":
             found = next((p for p in SENDMAIL_PLACES if os.access(p, os.X_OK)), None)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from urllib.parse import urlsplit
 
 from palhm_core.hookspecs import hookimpl
 from palhm_core.notify import EVENTS, Message, Notifier, NotifyError
@@ -93,6 +92,8 @@ class WebhookNotifier(Notifier):
         return frozenset(params.get("on", PRESET_EVENTS[self.preset]))
 
     def describe(self) -> str:
+        from urllib.parse import urlsplit
+
         parts = urlsplit(self.url)
         host = parts.hostname or "?"
         if parts.port:
@@ -162,6 +163,8 @@ def _check_url(url: str, place) -> None:
     bad = next((c for c in url if c.isspace() or not " " < c < "\x7f"), None)
     if bad is not None:
         raise place.error(f"{bad!r} in the URL: write it percent-encoded (such as %20)")
+    from urllib.parse import urlsplit
+
     try:
         port = urlsplit(url).port
     except ValueError:
@@ -199,7 +202,7 @@ def _split_userinfo(url: str) -> tuple[str, dict[str, str]]:
     """``https://user:password@host/...`` as the URL without them and a
     basic ``Authorization`` header, which urllib does not make itself."""
     import base64
-    from urllib.parse import unquote, urlunsplit
+    from urllib.parse import unquote, urlsplit, urlunsplit
 
     parts = urlsplit(url)
     if parts.username is None:

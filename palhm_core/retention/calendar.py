@@ -17,10 +17,8 @@ A copy is kept if any rule keeps it:
 
 from __future__ import annotations
 
-import calendar
 import re
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from palhm_core.hookspecs import hookimpl
 from palhm_core.retention import Dated, RetentionPolicy
@@ -82,6 +80,8 @@ class CalendarPolicy(RetentionPolicy):
         if self.within_text is not None:
             self.within = parse_duration(self.within_text, place / "within")
         tz_name = params.get("tz", "UTC")
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
         try:
             self.tz = ZoneInfo(tz_name)
         except (ZoneInfoNotFoundError, ValueError):
@@ -134,6 +134,8 @@ class CalendarPolicy(RetentionPolicy):
         years, months, weeks, days, hours = self.within
         wall = newest.astimezone(self.tz).replace(tzinfo=None)
         year, month = divmod(wall.year * 12 + wall.month - 1 - years * 12 - months, 12)
+        import calendar
+
         try:
             day = min(wall.day, calendar.monthrange(year, month + 1)[1])
             wall = wall.replace(year=year, month=month + 1, day=day)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
 import threading
 
 from palhm_core.api import (
@@ -341,7 +340,7 @@ class LocalFsBackend(Backend):
     def begin(self, prefix: str) -> LocalFsCopy:
         if self._exists(prefix):
             raise PrefixExists(f"{self._path(prefix)} exists")
-        staging = f"{STAGING}{prefix}.{secrets.token_hex(4)}"
+        staging = f"{STAGING}{prefix}.{os.urandom(4).hex()}"
         try:
             os.mkdir(staging, self.dmode, dir_fd=self.fd)
             staging_fd = os.open(staging, _DIR | os.O_NOFOLLOW, dir_fd=self.fd)
@@ -365,7 +364,7 @@ class LocalFsBackend(Backend):
         renamed: list[tuple[str, str]] = []
         failure = None
         for prefix in prefixes:
-            doomed = f"{STAGING}{prefix}.{secrets.token_hex(4)}"
+            doomed = f"{STAGING}{prefix}.{os.urandom(4).hex()}"
             try:
                 os.rename(prefix, doomed, src_dir_fd=self.fd, dst_dir_fd=self.fd)
             except OSError as e:
