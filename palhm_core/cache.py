@@ -8,9 +8,10 @@ everything their answer depends on, so that any change is a new key and is
 worked out afresh:
 
 - checks that passed (never failures, which jsonschema explains each time),
-  keyed by the SHA-256 of PALHM's version and the documents checked, as
-  canonical JSON (:func:`key`, :func:`passed`, :func:`remember`): a changed
-  config file, include or plugin schema is a new key;
+  keyed by the SHA-256 of PALHM's version, the installed distributions and
+  the documents checked, as canonical JSON (:func:`key`, :func:`passed`,
+  :func:`remember`): a changed config file, include or plugin schema, or an
+  upgraded jsonschema, is a new key;
 - what a plugin that loaded and passed its checks provides (names,
   descriptions and schemas of its classes, and the hooks it implements),
   keyed by a fingerprint of its files and of the installed distributions
@@ -42,11 +43,13 @@ _loaded: dict[str, dict[str, Any]] = {}
 
 
 def key(kind: str, *documents: Any) -> str | None:
-    """The key of checking ``documents`` (schema and instance) as ``kind``;
-    None if a document is not plain JSON (then it is always checked)."""
-    from palhm_core import __version__
+    """The key of checking ``documents`` (schema and instance) as ``kind``
+    with this PALHM and the distributions installed (jsonschema's version
+    among them); None if a document is not plain JSON (then it is always
+    checked)."""
+    from palhm_core import __version__, entrypoints
 
-    h = hashlib.sha256(f"{kind}\0{__version__}\0".encode())
+    h = hashlib.sha256(f"{kind}\0{__version__}\0{entrypoints.installed()}\0".encode())
     for doc in documents:
         try:
             text = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)

@@ -11,6 +11,7 @@ are installed by pip, into directories).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import re
@@ -79,6 +80,13 @@ def metadata_dirs():
                 if _dir_name(path) not in seen:
                     seen.add(_dir_name(path))
                     yield path
+
+
+@functools.cache
+def installed() -> str:
+    """The names of the metadata directories on ``sys.path``, which hold
+    each distribution's version: any install, upgrade or removal changes it."""
+    return "\0".join(os.path.basename(p) for p in metadata_dirs())
 
 
 def _dir_name(path: str) -> str:

@@ -60,8 +60,9 @@ def fingerprint(ep: entrypoints.EntryPoint) -> str | None:
     if not all(isinstance(p, str) and os.path.exists(p) for p in places):
         return None
     h = hashlib.sha256()
-    for part in (ep.name, ep.value, ep.distribution, ep.version, sys.version, _installed()):
+    for part in (ep.name, ep.value, ep.distribution, ep.version, sys.version):
         h.update(f"{part}\0".encode())
+    h.update(entrypoints.installed().encode())
     h.update(_core_files().encode())
     for place in places:
         h.update(_files(place).encode())
@@ -91,12 +92,6 @@ def deferrable(summary: dict[str, Any]) -> bool:
     names one of its classes: it implements registry hooks only."""
     hooks = summary.get("hooks")
     return isinstance(hooks, list) and set(hooks) <= REGISTRY_HOOKS
-
-
-@functools.cache
-def _installed() -> str:
-    """The metadata directories on ``sys.path`` (names hold the versions)."""
-    return "\0".join(os.path.basename(p) for p in entrypoints.metadata_dirs())
 
 
 @functools.cache
