@@ -119,7 +119,8 @@ def _read(name: str) -> dict[str, Any]:
     if directory is None:
         return {}
     try:
-        fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO in its place must not make PALHM wait for a writer.
+        fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return {}
     with open(fd, encoding="utf-8", errors="replace") as f:

@@ -166,6 +166,16 @@ def test_a_damaged_cache_is_ignored(tmp_path, content):
     assert messages(result) == []
 
 
+def test_a_fifo_in_the_cache_is_not_waited_for(tmp_path):
+    conf = local_config(tmp_path)
+    directory = tmp_path / "cache" / "palhm"
+    directory.mkdir(parents=True, mode=0o700)
+    for name in ("checks", "plugins"):
+        os.mkfifo(directory / name, 0o600)
+    result = palhm(tmp_path, "-q", "-f", conf, "run", "backup")  # bounded by its timeout
+    assert result.returncode == 0, messages(result)
+
+
 def test_an_unwritable_cache_costs_nothing_but_time(tmp_path):
     conf = local_config(tmp_path)
     (tmp_path / "cache").write_text("a file where the directory would be")
