@@ -1,9 +1,9 @@
 """Test fixtures: the installed ``palhm`` command run as a real process, and
 config files written into a temporary directory.
 
-The suite runs in parallel under pytest-xdist (``pytest -n auto``, as nox
-does): every server a test needs (S3, PostgreSQL) is started per worker on a
-free port, in a directory of the worker's own. This module also sets up what
+The suite runs in parallel under pytest-xdist (``pytest -n N``; nox runs two
+workers per CPU): every server a test needs (S3, PostgreSQL) is started per
+worker on a free port, in a directory of the worker's own. This module also sets up what
 must be the same in every worker: the fault suite's seed
 (``PALHM_FAULTS_SEED``, random unless set, printed in the header) and the
 Hypothesis profile (``ci``, derandomized, when ``CI`` is set; ``dev``
