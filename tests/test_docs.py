@@ -19,14 +19,11 @@ import inspect
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
-from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import FAST_PREFIX, run_palhm, write_config
+from conftest import FAST_PREFIX, installed_once, run_palhm, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "doc"
@@ -174,32 +171,13 @@ def test_plugins_md_documents_the_backend_contract():
 # -- the example plugin ------------------------------------------------------------------
 
 
-def _setuptools_builds_here() -> bool:
-    try:
-        version = metadata.version("setuptools")
-    except metadata.PackageNotFoundError:
-        return False
-    return int(version.split(".")[0]) >= 77
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dirstore_env(tmp_path_factory):
-    """doc/example-plugin built and installed into a directory of its own,
-    which the palhm processes get on PYTHONPATH: discovery through its entry
-    point, as after ``pip install``."""
-    target = tmp_path_factory.mktemp("dirstore-site")
-    # Built from a copy: pip builds in the source tree, which must stay clean.
-    source = tmp_path_factory.mktemp("dirstore-src") / "example-plugin"
-    shutil.copytree(
-        DOC / "example-plugin", source, ignore=shutil.ignore_patterns("build", "*.egg-info")
-    )
-    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target"]
-    argv += [str(target), str(source)]
-    if _setuptools_builds_here():
-        argv.insert(4, "--no-build-isolation")
-    build = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert build.returncode == 0, build.stderr
-    return {"PYTHONPATH": str(target)}
+    """doc/example-plugin built and installed into a directory of its own
+    (once per session), which the palhm processes get on PYTHONPATH:
+    discovery through its entry point, as after ``pip install``."""
+    site = installed_once(tmp_path_factory, "dirstore", DOC / "example-plugin", setuptools=77)
+    return {"PYTHONPATH": str(site)}
 
 
 def _dirstore_config(tmp_path, root, argv, limit=2):

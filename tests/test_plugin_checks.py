@@ -17,16 +17,11 @@ localfs and null) in ``PALHM_PLUGINS``.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import backup_task, copies, inline, run_palhm, write_config
+from conftest import backup_task, copies, inline, installed_once, run_palhm, write_config
 
 SOURCE = Path(__file__).parent / "plugins" / "broken" / "palhm_broken"
 LABEL = "palhm: warning: plugin '{0}' (palhm-broken 0.1.0, module {1}): "
@@ -90,31 +85,13 @@ def warning(entry_point: str) -> str:
 @pytest.fixture(scope="session")
 def broken_site(tmp_path_factory) -> Path:
     """The directory palhm-broken is installed into, built once per session."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the session's directory, shared by its workers
-    site = root / "palhm-broken-site"
-    with open(root / "palhm-broken.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (site / "built").exists():
-            source = root / "palhm-broken-src"
-            shutil.rmtree(source, ignore_errors=True)
-            shutil.copytree(SOURCE, source)  # setuptools builds inside the source tree
-            shutil.rmtree(site, ignore_errors=True)
-            argv = [sys.executable, "-m", "pip", "install", "-q", "--no-deps"]
-            built = subprocess.run(
-                [*argv, "--target", str(site), str(source)],
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            if built.returncode != 0:
-                pytest.skip(
-                    "pip cannot build tests/plugins/broken/palhm_broken (its build backend, "
-                    f"setuptools, comes from the package index): {built.stderr[-500:]}"
-                )
-            (site / "built").touch()
-    return site
+    try:
+        return installed_once(tmp_path_factory, "palhm-broken", SOURCE, setuptools=61)
+    except RuntimeError as e:
+        pytest.skip(
+            "pip cannot build tests/plugins/broken/palhm_broken (its build backend, "
+            f"setuptools, comes from the package index): {str(e)[-500:]}"
+        )
 
 
 def alone(site: Path, *entry_points: str, **extra) -> dict:
