@@ -1,8 +1,9 @@
 """Fixtures of the fault suite (its figures are printed by tests/conftest.py).
 
 The S3 server and bucket helpers are the aws-s3 tests' own (tests/s3/conftest.py),
-imported rather than copied; this suite starts servers of its own because it
-kills them.
+imported rather than copied; this suite starts servers of its own: one per
+worker for the tests that leave it running (each with buckets of its own), and
+one per test that stops or kills it.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ def wait_answering(server, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fault_s3_server(request, tmp_path_factory):
-    """An S3 server of this suite's own (module-wide)."""
+    """An S3 server of this suite's own, one per worker for the tests that
+    leave it running (those that stop or kill a server start another)."""
     request.getfixturevalue("s3_env")
     server = start_server(SERVER, tmp_path_factory.mktemp("faults-s3"))
     try:
