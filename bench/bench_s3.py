@@ -18,10 +18,10 @@ CPU seconds of each client (the process alone) and of the server during each
 run say where the time went.
 
 rclone answers every listing with the MD5 of every object listed, which it
-computes by reading the objects, and PALHM lists its root once more after the
-copy (to rotate): the bench reports that listing's cost apart, with a second
-rclone series started with ``--etag-hash ''`` (no hash in listings, as S3,
-which stores ETags, answers).
+computes by reading the objects. PALHM's rotation, after the copy, lists
+copy names alone (no object, so no hash); a second rclone series started
+with ``--etag-hash ''`` (no hash in listings, as S3, which stores ETags,
+answers) shows what listing hashes still cost.
 
 Memory: PALHM's own peak RSS (the palhm process alone, VmHWM) for the
 512 MiB object, and for 256 MiB and 2 GiB objects (``head -c N /dev/zero``)

@@ -314,7 +314,9 @@ class ObjectStoreBackend(Backend):
           task's lock, which this run holds. A copy deleted since (by hand,
           another host) is not listed; one that lost its manifest since is
           judged incomplete when its manifest is read (never counted or
-          rotated);
+          rotated). A key another writer adds to a complete copy meanwhile
+          is not seen: a rotation deletes the keys it knows, and what is
+          left, with neither manifest nor marker, is never touched;
         - a PREFIX that PALHM did not make never becomes a copy of PALHM's:
           :meth:`begin` refuses a PREFIX that holds a key. It stays left alone;
         - a name the scan did not see (a copy another writer made meanwhile,

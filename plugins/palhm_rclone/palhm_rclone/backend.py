@@ -4,7 +4,8 @@ storage rclone reaches.
 The copy lifecycle (the ``.palhm-partial`` marker, the manifest last, the
 rotation's journal, leftovers of killed runs) is
 :class:`palhm_core.api.ObjectStoreBackend`'s; this module gives it rclone's
-commands: ``rcat`` stores a stream, ``lsjson -R`` lists, ``deletefile`` and
+commands: ``rcat`` stores a stream, ``lsjson -R`` lists (``lsjson
+--dirs-only`` the copy names alone), ``deletefile`` and
 ``delete --files-from-raw`` delete, ``cat`` reads, and ``rmdirs`` removes the
 directories of deleted copies on remotes that have directories.
 """
@@ -72,6 +73,17 @@ class RcloneBackend(ObjectStoreBackend):
             StoredKey(f"{prefix}{item['Path']}", item["Size"], _time(item.get("ModTime")))
             for item in json.loads(out or b"[]")
         ]
+
+    def list_prefixes(self) -> list[str]:
+        """``lsjson --dirs-only`` of the root, not recursive: the copies'
+        directories (the common prefixes of a bucket remote), whatever they
+        hold. An empty directory is a name too: the base then lists every key."""
+        out = self.rclone.run(
+            ["lsjson", "--dirs-only", "--no-mimetype", "--no-modtime", self._path("")],
+            f"cannot list {self.where('')}",
+            missing_ok=True,
+        )
+        return [item["Path"] for item in json.loads(out or b"[]")]
 
     def delete_keys(self, keys: Sequence[str]) -> None:
         """``deletefile`` for one key, else one ``delete --files-from-raw``
