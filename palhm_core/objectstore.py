@@ -315,8 +315,10 @@ class ObjectStoreBackend(Backend):
           another host) is not listed; one that lost its manifest since is
           judged incomplete when its manifest is read (never counted or
           rotated). A key another writer adds to a complete copy meanwhile
-          is not seen: a rotation deletes the keys it knows, and what is
-          left, with neither manifest nor marker, is never touched;
+          is not seen: a manifest rewritten to name it disagrees with the
+          keys known, so the copy is judged damaged and kept whole;
+          otherwise a rotation deletes the keys it knows, and what is left,
+          with neither manifest nor marker, is never touched;
         - a PREFIX that PALHM did not make never becomes a copy of PALHM's:
           :meth:`begin` refuses a PREFIX that holds a key. It stays left alone;
         - a name the scan did not see (a copy another writer made meanwhile,

@@ -536,3 +536,22 @@ def test_the_rotation_lists_copy_names_alone_after_the_commit(tmp_path, bucket):
     # The scan of ROOT, the check that PREFIX is free, then names alone.
     assert len(lists) == 3, lists
     assert "delimiter=" not in lists[0] and "delimiter=%2F" in lists[2], lists
+
+
+def test_a_copy_rewritten_during_the_run_is_never_deleted_in_part(tmp_path, bucket):
+    (old,) = put_old_copies(bucket, 1, 2)
+    # Another writer adds an object to the complete copy and a manifest naming
+    # it, after the scan: deleting the copy from what the scan saw would leave
+    # o/002 behind. The copy is kept whole (judged from its new manifest
+    # against the scan) or deleted whole (from a fresh listing).
+    change = copy_keys(old, ["o/000", "o/001", "o/002"])
+    task = s3_task(bucket, [changing_object(bucket, change)], **{"nb-copy-limit": 1})
+    result = run_palhm("run", "backup", config=config(tmp_path, task))
+    assert result.returncode == 0, result.stderr
+    whole = [f"{ROOT}/{old}/{p}" for p in ("SHA256SUMS", "o/000", "o/001", "o/002", MANIFEST)]
+    assert bucket.key_list(f"{ROOT}/{old}/") in (whole, [])
+    # The next run lists every key before its copy: the copy is rotated, whole.
+    task = s3_task(bucket, [obj("a", "echo", "x")], **{"nb-copy-limit": 1})
+    result = run_palhm("run", "backup", config=config(tmp_path, task))
+    assert result.returncode == 0, result.stderr
+    assert bucket.key_list(f"{ROOT}/{old}/") == []
