@@ -27,6 +27,9 @@ PY = sys.executable
 #: pg_dump writes the time into its archive: a fixed clock makes two dumps
 #: of the same database comparable byte for byte.
 FAKETIME = shutil.which("faketime")
+#: A clock that stands still (``faketime -f``): pg_dump's header holds the
+#: time it started, which a clock that only starts there (plain ``faketime``)
+#: moves on by a second when a loaded machine makes pg_dump start late.
 CLOCK = "2020-01-01 00:00:00"
 #: Writes a header, data, and then, only if its stdout can seek (a regular
 #: file), goes back to rewrite the header, as archivers do.
@@ -209,7 +212,14 @@ def contents(postgres, database: str) -> list[str]:
 def test_pg_dump_custom_format(tmp_path, postgres, database, compress):
     if compress and shutil.which("zstd") is None:
         pytest.skip("zstd is not installed (Debian package zstd)")
-    dump = [FAKETIME, CLOCK, postgres.program("pg_dump"), "-Fc", *postgres.connection(database)]
+    dump = [
+        FAKETIME,
+        "-f",
+        CLOCK,
+        postgres.program("pg_dump"),
+        "-Fc",
+        *postgres.connection(database),
+    ]
     stages = [dump, ["zstd"]] if compress else [dump]
     expected = through_shell(stages, tmp_path / "shell.out")
     conf = backup(tmp_path, stages, "db/dump")
