@@ -77,8 +77,9 @@ def metadata_dirs():
         for dirname in names:
             if dirname.endswith(_SUFFIXES):
                 path = os.path.join(entry or ".", dirname)
-                if _dir_name(path) not in seen:
-                    seen.add(_dir_name(path))
+                name = _dir_name(path)
+                if name not in seen:
+                    seen.add(name)
                     yield path
 
 

@@ -262,13 +262,17 @@ class Plugins:
         if problem is not None:
             self._disable(info, problem, names)
             return {}
-        plugin = self.pm.get_plugin(info.name)
-        hooks = [caller.name for caller in self.pm.get_hookcallers(plugin) or ()]
+        hooks = self._hooks_of(info.name)
         if info.name in self._fingerprints and hooks:  # none: warned about each time
             summary = plugin_summary.summarize(given, hooks)
             if summary is not None:
                 cache.keep_summary(self._fingerprints[info.name], summary)
         return {kind: [Registered.of(c, info) for c in classes] for kind, classes in given.items()}
+
+    def _hooks_of(self, name: str) -> list[str]:
+        """The names of the hooks plugin ``name`` implements."""
+        callers = self.pm.get_hookcallers(self.pm.get_plugin(name)) or ()
+        return [caller.name for caller in callers]
 
     def _summed_up(self, info: PluginInfo) -> dict[str, list[Registered]]:
         """The classes of a plugin not imported, from its summary."""
@@ -291,8 +295,7 @@ class Plugins:
         given, _, problem = self._plugin_classes(info) if name in self.infos else ({}, [], None)
         if name not in self.infos or problem:
             raise PluginError(problem or self.failures[-1])
-        hooks = [caller.name for caller in self.pm.get_hookcallers(self.pm.get_plugin(name))]
-        if plugin_summary.summarize(given, hooks) != summary:
+        if plugin_summary.summarize(given, self._hooks_of(name)) != summary:
             raise PluginError(
                 f"{_label(info)} changed while PALHM was starting (installed or edited): run again"
             )
