@@ -44,6 +44,7 @@ from .util import (
 )
 
 LIMIT = 3
+MARKER = ".palhm-partial"
 MiB = 1 << 20
 PREFIX = {"type": "iso8601", "timespec": "microseconds"}
 GROUPS = [
@@ -158,7 +159,13 @@ class S3:
         return keys if MANIFEST in keys else None
 
     def complete(self) -> list[str]:
-        return sorted(p for p, keys in self._by_prefix().items() if MANIFEST in keys)
+        """A copy is complete once it holds its manifest and its marker is
+        gone: a run killed between the two left a copy to remove."""
+        return sorted(
+            p
+            for p, keys in self._by_prefix().items()
+            if MANIFEST in keys and MARKER not in keys
+        )
 
     def leftovers(self) -> list[str]:
         """Unfinished uploads, markers, and prefixes of PALHM's without a manifest."""
@@ -166,7 +173,7 @@ class S3:
         for prefix, keys in self._by_prefix().items():
             if prefix == "manual":
                 continue
-            if ".palhm-partial" in keys:
+            if MARKER in keys:
                 out.append(f"marker {prefix}")
             if MANIFEST not in keys:
                 out.extend(f"partial object {prefix}/{k}" for k in keys)
@@ -177,7 +184,7 @@ class S3:
     def partial_names(self) -> list[str]:
         """Prefixes with a marker: copies being made (or left by a crash)."""
         keys = self.bucket.keys(f"{self.base}/")
-        return [k for k in keys if k.endswith("/.palhm-partial")]
+        return [k for k in keys if k.endswith(f"/{MARKER}")]
 
     def foreign(self):
         return (

@@ -284,11 +284,21 @@ def test_kill_9_leftovers_are_removed_by_the_next_run(tmp_path, bucket):
     # Also a copy whose rotation was interrupted: marker back, manifest gone.
     bucket.put(f"{ROOT}/1999-12-31T00:00:00+00:00/{MARKER}")
     bucket.put(f"{ROOT}/1999-12-31T00:00:00+00:00/a")
+    # And a copy killed between its manifest and the marker's removal.
+    cut = f"{ROOT}/2000-01-01T00:00:00+00:00"
+    for path in (MARKER, "a", "SHA256SUMS", MANIFEST):
+        bucket.put(f"{cut}/{path}")
     conf = config(tmp_path, s3_task(bucket, [obj("a", "echo", "next")]))
+    shown = run_palhm("backups", "list", "backup", "--json", config=conf)
+    assert shown.returncode == 0, shown.stderr
+    complete = {c["prefix"]: c["complete"] for c in json.loads(shown.stdout)["copies"]}
+    assert complete["2000-01-01T00:00:00+00:00"] is False
+    assert not any(complete.values()), complete
     result = run_palhm("run", "backup", config=conf)
     assert result.returncode == 0, result.stderr
     assert "objects, 1 unfinished uploads)" in result.stderr
     assert "objects, 0 unfinished uploads)" in result.stderr
+    assert "(4 objects, 0 unfinished uploads)" in result.stderr
     (prefix,) = copies(bucket)
     assert sorted(bucket.key_list()) == sorted(
         [*foreign, *(f"{ROOT}/{prefix}/{p}" for p in ("a", "SHA256SUMS", MANIFEST))]
