@@ -162,9 +162,7 @@ class S3:
         """A copy is complete once it holds its manifest and its marker is
         gone: a run killed between the two left a copy to remove."""
         return sorted(
-            p
-            for p, keys in self._by_prefix().items()
-            if MANIFEST in keys and MARKER not in keys
+            p for p, keys in self._by_prefix().items() if MANIFEST in keys and MARKER not in keys
         )
 
     def leftovers(self) -> list[str]:
