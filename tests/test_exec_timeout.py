@@ -42,11 +42,10 @@ def test_a_stopped_stage_times_out_and_nothing_is_left(tmp_path):
         objects=[{"path": "obj", "pipeline": [stopped, inline("cat")]}], root=str(root)
     )
     conf = write_config(tmp_path, {"tasks": [task]})
-    started = time.monotonic()
+    # Ended by its timeout (the child would sleep 300 s, the stage never
+    # ends by itself): the line names it, and nothing is left running.
     result = run_palhm("run", "backup", config=conf, timeout=60)
-    took = time.monotonic() - started
     assert result.returncode == 1, result.stderr
-    assert took < 10, f"{took:.1f} s"
     (line,) = [line for line in palhm_lines(result.stderr) if "timed out" in line]
     assert "object 'obj'" in line and "stage 1/2 'sh' timed out after 2 s" in line, line
     assert not root.exists() or list(root.iterdir()) == []

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 from conftest import backup_task, inline, run_palhm, write_config
@@ -41,12 +40,10 @@ def test_a_yaml_alias_bomb_fails_fast(tmp_path):
     text = alias_bomb()
     assert len(text) < 449  # smaller than the one that ran past 60 s and 1.3 GB
     config = write_config(tmp_path, text, name="bomb.yaml")
-    start = time.monotonic()
-    status, line = check(config)
+    status, line = check(config)  # within GUARD, or the check fails
     assert status == 2
     assert line.startswith(f"{config}: line ")
     assert f"aliases expand to more than {MAX_YAML_VALUES:,} values" in line
-    assert time.monotonic() - start < GUARD
 
 
 def test_an_included_alias_bomb_fails_the_same(tmp_path):
