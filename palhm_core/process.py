@@ -28,7 +28,10 @@ with the first child, does it: PALHM tells it each group it starts and ends
 through a pipe, and when that pipe closes with groups still listed, PALHM is
 gone and the guardian ends them (SIGTERM, SIGKILL after a grace period).
 Otherwise a dump would run on after PALHM's death, holding its locks and
-writing into a copy that no longer exists.
+writing into a copy that no longer exists. The guardian learns of a group
+once ``Popen`` returned: a SIGKILL in the instant between a command's start
+and that leaves the command running (seen once, on a machine at load 15).
+Under systemd, the unit's cgroup ends it with the rest.
 """
 
 from __future__ import annotations
