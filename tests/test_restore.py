@@ -297,11 +297,11 @@ def test_a_restore_command_past_its_timeout_is_ended(tmp_path, script):
     """The command would touch its file after 30 s: the timeout ended it
     before, and PALHM left nothing of it running."""
     ended = tmp_path / "ran to its end"
-    argv = [sys.executable, "-c", f"import sys, time; {script}; open(sys.argv[1], 'w')", ended]
+    argv = [sys.executable, "-c", f"import sys, time; {script}; open(sys.argv[1], 'w')", str(ended)]
     obj = {
         "path": "data",
         "pipeline": [inline("head", "-c", "5000000", "/dev/zero")],
-        "restore": [inline(*map(str, argv), timeout=1)],
+        "restore": [inline(*argv, timeout=1)],
     }
     cfg = write_config(
         tmp_path, {"tasks": [backup_task(root=str(tmp_path / "root"), objects=[obj])]}

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from conftest import inline, write_config
 
+from palhm_core.objectstore import MARKER_NAME
+
 from .util import (
     FIGURES,
     GEN,
@@ -44,7 +46,6 @@ from .util import (
 )
 
 LIMIT = 3
-MARKER = ".palhm-partial"
 MiB = 1 << 20
 PREFIX = {"type": "iso8601", "timespec": "microseconds"}
 GROUPS = [
@@ -162,7 +163,9 @@ class S3:
         """A copy is complete once it holds its manifest and its marker is
         gone: a run killed between the two left a copy to remove."""
         return sorted(
-            p for p, keys in self._by_prefix().items() if MANIFEST in keys and MARKER not in keys
+            p
+            for p, keys in self._by_prefix().items()
+            if MANIFEST in keys and MARKER_NAME not in keys
         )
 
     def leftovers(self) -> list[str]:
@@ -171,7 +174,7 @@ class S3:
         for prefix, keys in self._by_prefix().items():
             if prefix == "manual":
                 continue
-            if MARKER in keys:
+            if MARKER_NAME in keys:
                 out.append(f"marker {prefix}")
             if MANIFEST not in keys:
                 out.extend(f"partial object {prefix}/{k}" for k in keys)
@@ -182,7 +185,7 @@ class S3:
     def partial_names(self) -> list[str]:
         """Prefixes with a marker: copies being made (or left by a crash)."""
         keys = self.bucket.keys(f"{self.base}/")
-        return [k for k in keys if k.endswith(f"/{MARKER}")]
+        return [k for k in keys if k.endswith(f"/{MARKER_NAME}")]
 
     def foreign(self):
         return (
